@@ -1,0 +1,32 @@
+"""softsweep's engine: softmax regression in NumPy (losses, gradient check, SGD, datasets).
+
+Imports only NumPy and the standard library: it never knows it is being swept.
+"""
+
+from .data import Dataset, load_dataset, make_dataset
+from .gradcheck import gradient_check, max_relative_error, numerical_gradient
+from .losses import add_bias, softmax_loss_naive, softmax_loss_vectorized
+from .timing import LossComparison, best_time, compare_losses
+from .train import MAX_GROUP, TrainResult, accuracy, group_memory_bytes, predict, train, train_many
+
+__all__ = [
+    "MAX_GROUP",
+    "Dataset",
+    "LossComparison",
+    "TrainResult",
+    "accuracy",
+    "add_bias",
+    "best_time",
+    "compare_losses",
+    "gradient_check",
+    "group_memory_bytes",
+    "load_dataset",
+    "make_dataset",
+    "max_relative_error",
+    "numerical_gradient",
+    "predict",
+    "softmax_loss_naive",
+    "softmax_loss_vectorized",
+    "train",
+    "train_many",
+]

@@ -1,0 +1,1 @@
+"""softsweep's sweep layer: study specs, the Optuna runner, MLflow tracking, reports, the CLI."""

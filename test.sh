@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: lint, type-check and run every test (the real-data ones included).
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/bootstrap.sh
+bash scripts/ensure-data.sh
+ruff check .
+ruff format --check .
+mypy
+python -m pytest "$@"

@@ -1,0 +1,78 @@
+"""Tiny datasets the tests write themselves (IDX folders, CIFAR-10 batches)."""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from engine.data.idx import IDX_FILES, write_idx
+
+
+def blob_images(
+    n: int, image_shape: tuple[int, ...], n_classes: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images whose class shows as a brighter band: learnable by a linear model."""
+    labels = rng.integers(0, n_classes, size=n).astype(np.uint8)
+    images = rng.integers(0, 90, size=(n, *image_shape)).astype(np.int16)
+    flat = images.reshape(n, -1)
+    d = flat.shape[1]
+    band = max(1, d // n_classes)
+    for i, label in enumerate(labels):
+        flat[i, label * band : (label + 1) * band] += 150
+    return np.clip(images, 0, 255).astype(np.uint8), labels
+
+
+def write_idx_dataset(
+    folder: Path,
+    *,
+    n_train: int = 300,
+    n_test: int = 100,
+    image_shape: tuple[int, ...] = (6, 5),
+    n_classes: int = 3,
+    gz: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Write the four IDX files of a small learnable dataset into `folder`."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = blob_images(n_train, image_shape, n_classes, rng)
+    test_x, test_y = blob_images(n_test, image_shape, n_classes, rng)
+    suffix = ".gz" if gz else ""
+    for role, array in (
+        ("train_images", train_x),
+        ("train_labels", train_y),
+        ("test_images", test_x),
+        ("test_labels", test_y),
+    ):
+        write_idx(folder / (IDX_FILES[role] + suffix), array)
+    return folder
+
+
+def cifar_batch(n: int, rng: np.random.Generator) -> dict[bytes, object]:
+    data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+    return {
+        b"batch_label": b"tiny batch",
+        b"labels": [int(v) for v in rng.integers(0, 10, size=n)],
+        b"data": data,
+        b"filenames": [f"img{i}.png".encode() for i in range(n)],
+    }
+
+
+def write_cifar_folder(folder: Path, *, n_per_batch: int = 20, archive: bool = False) -> Path:
+    """CIFAR-10 python batches (pickle protocol 2, as the originals) in a folder or a tar.gz."""
+    rng = np.random.default_rng(0)
+    batches = folder / "cifar-10-batches-py"
+    batches.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(batches / name, "wb") as fh:
+            pickle.dump(cifar_batch(n_per_batch, rng), fh, protocol=2)
+    if archive:
+        with tarfile.open(folder / "cifar-10-python.tar.gz", "w:gz") as tar:
+            tar.add(batches, arcname="cifar-10-batches-py")
+        for path in batches.iterdir():
+            path.unlink()
+        batches.rmdir()
+    return folder

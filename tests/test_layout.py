@@ -1,0 +1,44 @@
+"""The architecture as tests: engine/ imports only NumPy and the standard library; mlflow and
+seaborn/matplotlib each live in one module of sweep/."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("optuna", "mlflow", "pandas", "seaborn", "matplotlib", "sweep", "click")
+
+
+def imported_top_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_engine_imports_only_numpy_and_the_standard_library() -> None:
+    allowed = set(sys.stdlib_module_names) | {"numpy", "engine"}
+    for path in (ROOT / "engine").rglob("*.py"):
+        extra = imported_top_names(path) - allowed
+        assert not extra, f"{path.relative_to(ROOT)} imports {sorted(extra)}"
+
+
+def test_importing_engine_loads_no_heavy_library() -> None:
+    code = f"import sys, engine; print([m for m in {HEAVY!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_mlflow_and_plotting_each_live_in_one_module() -> None:
+    owners = {"mlflow": "tracking.py", "seaborn": "report.py", "matplotlib": "report.py"}
+    for path in (ROOT / "sweep").rglob("*.py"):
+        for library, owner in owners.items():
+            if library in imported_top_names(path):
+                assert path.name == owner, f"{path.relative_to(ROOT)} imports {library}"
