@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job. Extra arguments go to the command.
+# The main job: a real Optuna sweep on Fashion-MNIST, tracked in MLflow (embedded stores in
+# ./.softsweep/). Extra arguments go to `sweep run`, e.g. --home DIR.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/bootstrap.sh
 bash scripts/ensure-data.sh
-sweep check --dataset fashion-mnist "$@"
+sweep run studies/fashion_mnist.toml "$@"

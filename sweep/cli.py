@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -106,6 +110,208 @@ def check(dataset: str, data_dir: Path | None, samples: int, reg: float, seed: i
     click.echo(
         f"gradient check rel. error {result.gradcheck_rel_error:.3e} (numerical vs analytic)"
     )
+
+
+_HOME = click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of the embedded stores and reports [default: $SOFTSWEEP_HOME or ./.softsweep].",
+)
+_STORAGE = click.option(
+    "--storage",
+    default=None,
+    help="Optuna storage URL, e.g. postgresql+psycopg2://user:pw@host/db.",
+)
+_TRACKING = click.option(
+    "--tracking-uri", default=None, help="MLflow tracking URI, e.g. http://127.0.0.1:5000."
+)
+
+
+@main.command()
+@click.argument("study_file", type=click.Path(path_type=Path))
+@_HOME
+@_STORAGE
+@_TRACKING
+@friendly_errors
+def run(study_file: Path, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
+    """Run (or resume) the study described by STUDY_FILE until it has n_trials trials."""
+    from tqdm import tqdm
+
+    from .runner import resolve_home, run_study
+    from .spec import load_spec
+
+    spec = load_spec(study_file)
+    home_path = resolve_home(home)
+    bar: list[Any] = []
+
+    def on_start(finished: int, target: int) -> None:
+        bar.append(
+            tqdm(
+                total=target,
+                initial=finished,
+                desc=spec.name,
+                unit="trial",
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
+        )
+
+    def on_trial_done(number: int, best: float | None) -> None:
+        if bar:
+            bar[0].update(1)
+            if best is not None:
+                bar[0].set_postfix_str(f"best val acc {best:.4f}")
+
+    try:
+        outcome = run_study(
+            spec,
+            home=home_path,
+            storage=storage,
+            tracking_uri=tracking_uri,
+            on_start=on_start,
+            on_trial_done=on_trial_done,
+        )
+    finally:
+        if bar:
+            bar[0].close()
+    click.echo(summary_table(outcome))
+    if outcome.tracking_errors:
+        click.echo(
+            "warning: some runs could not be fully tracked:\n  "
+            + "\n  ".join(outcome.tracking_errors),
+            err=True,
+        )
+    if outcome.n_complete == 0:
+        _fail(
+            f"study {spec.name!r} has no completed trial; see `sweep runs {spec.name}` "
+            "for the failure reasons.",
+            EXIT_FAILURE,
+        )
+
+
+def summary_table(outcome: Any) -> str:
+    rows = [["study", outcome.study_name]]
+    if outcome.best_params:
+        p = outcome.best_params
+        rows += [
+            [
+                "best trial",
+                f"#{outcome.best_trial}: learning_rate={p['learning_rate']:.4g}, "
+                f"reg={p['reg']:.4g}, batch_size={p['batch_size']}",
+            ],
+            ["validation accuracy", f"{outcome.best_value:.4f}"],
+            [
+                "test accuracy",
+                "n/a (weights not found)"
+                if outcome.test_accuracy is None
+                else f"{outcome.test_accuracy:.4f} (best trial only, evaluated once)",
+            ],
+        ]
+    n_track = max(1, outcome.trials_this_run)
+    rows += [
+        [
+            "trials",
+            f"{outcome.n_complete} completed, {outcome.n_pruned} pruned, "
+            f"{outcome.n_failed} failed ({outcome.trials_this_run} run now)",
+        ],
+        ["wall time", f"{outcome.wall_s:.1f} s (training {outcome.train_s:.1f} s)"],
+        [
+            "tracking",
+            f"{outcome.tracking_s / n_track * 1e3:.1f} ms/trial waited, "
+            f"{outcome.tracking_background_s / n_track * 1e3:.1f} ms/trial in background",
+        ],
+        ["optuna storage", outcome.storage],
+        ["mlflow tracking", outcome.tracking_uri],
+    ]
+    if outcome.home is not None:
+        rows.append(["runs table", f"sweep runs {outcome.study_name} --home {outcome.home}"])
+        rows.append(["mlflow ui", f"sweep ui --home {outcome.home}"])
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+@main.command()
+@click.argument("study")
+@_HOME
+@_STORAGE
+@_TRACKING
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the table to this CSV file.",
+)
+@friendly_errors
+def runs(
+    study: str,
+    home: Path | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    csv_path: Path | None,
+) -> None:
+    """One row per trial of STUDY: params, metrics, state, durations (best first)."""
+    from .compare import load_runs
+
+    frame = load_runs(study, home=home, tracking_uri=tracking_uri, storage=storage)
+    if csv_path is not None:
+        frame.to_csv(csv_path, index=False)
+    shown = frame.drop(columns=["run_id"]).copy()
+    shown["fail_reason"] = shown["fail_reason"].str.slice(0, 40)
+    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
+
+
+@main.command()
+@_HOME
+@click.option("--port", default=5000, show_default=True)
+@friendly_errors
+def ui(home: Path | None, port: int) -> None:
+    """Open the MLflow UI on the home folder's store, bound to 127.0.0.1."""
+    from .runner import resolve_home
+    from .tracking import default_tracking_uri
+
+    home_path = resolve_home(home)
+    if not (home_path / "mlflow.db").is_file():
+        raise FileNotFoundError(
+            f"No MLflow store in {home_path} (mlflow.db is missing). Run `sweep run STUDY.toml` "
+            "first, or pass the --home that the sweep used."
+        )
+    click.echo(f"MLflow UI: http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        default_tracking_uri(home_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    # The UI needs none of the server's job machinery (several extra processes, ~1-2 GiB).
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    # MLflow starts a tree of processes: give it its own group and take the group down with us.
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        sys.exit(server.wait())
+    except KeyboardInterrupt:
+        sys.exit(0)
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,127 @@
+"""End to end on the 5x5 grid study (5 epochs): `python -m bench.sweep`.
+
+`sweep run studies/fashion_mnist_grid.toml` as a user runs it (a fresh process: imports, data
+loading, MLflow store, tracking of every trial included), in a new home and in one whose stores
+already exist, vs a script running the serial careful plain-NumPy loop (bench/engine.py) over the
+same 25 configs with no tracking at all (also a fresh process that loads the data).
+Prints a table and writes bench/results/sweep.json.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import save, table
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDY = ROOT / "studies" / "fashion_mnist_grid.toml"
+
+
+CAREFUL_SCRIPT = """
+import time, numpy as np, engine
+from bench.engine import careful_train
+from bench.side_by_side import GRID
+data = engine.load_dataset("fashion-mnist")
+best = 0.0
+for lr, reg in GRID:
+    W, _ = careful_train(data, learning_rate=lr, reg=reg, batch_size=256, epochs=5, seed=0)
+    if np.isfinite(W).all():
+        best = max(best, engine.accuracy(W, data.X_val, data.y_val))
+print(best)
+"""
+
+
+def timed(cmd: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+    return time.perf_counter() - start, done.stdout
+
+
+def sweep_run(study: Path, home: str) -> tuple[float, dict]:
+    wall, out = timed([sys.executable, "-m", "sweep", "run", str(study), "--home", home])
+    waited, background = map(
+        float,
+        re.search(
+            r"tracking\s+([\d.]+) ms/trial waited, ([\d.]+) ms/trial in background", out
+        ).groups(),
+    )
+    return wall, {
+        "train_s": float(re.search(r"training ([\d.]+) s", out).group(1)),
+        "best_val": float(re.search(r"validation accuracy\s+([\d.]+)", out).group(1)),
+        "tracking_waited_ms_per_trial": waited,
+        "tracking_background_ms_per_trial": background,
+        "summary": out,
+    }
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as home:
+        cold, cold_info = sweep_run(STUDY, home)  # a new home: MLflow creates its store
+        again = Path(home) / "grid_again.toml"  # same study under a new name, same home
+        again.write_text(
+            STUDY.read_text().replace(
+                'name = "fashion-mnist-grid"', 'name = "fashion-mnist-grid-2"'
+            )
+        )
+        warm, warm_info = sweep_run(again, home)
+    careful, out = timed([sys.executable, "-c", CAREFUL_SCRIPT])
+    careful_best = float(out.strip())
+
+    print(
+        "5x5 grid, Fashion-MNIST, batch 256, 5 epochs; every row is a whole process "
+        "(start, imports, data loading included)"
+    )
+    print(
+        table(
+            ["how", "wall s", "vs careful", "best val acc"],
+            [
+                [
+                    "sweep run, tracked, new home",
+                    f"{cold:.2f}",
+                    f"{careful / cold:.2f}x",
+                    f"{cold_info['best_val']:.4f}",
+                ],
+                [
+                    "sweep run, tracked, existing home",
+                    f"{warm:.2f}",
+                    f"{careful / warm:.2f}x",
+                    f"{warm_info['best_val']:.4f}",
+                ],
+                ["  of which training (train_many)", f"{warm_info['train_s']:.2f}", "", ""],
+                [
+                    "serial careful loop, untracked",
+                    f"{careful:.2f}",
+                    "1.00x",
+                    f"{careful_best:.4f}",
+                ],
+            ],
+        )
+    )
+    print(
+        f"tracking per trial: {warm_info['tracking_waited_ms_per_trial']:.1f} ms waited by the "
+        f"sweep, {warm_info['tracking_background_ms_per_trial']:.1f} ms in the background "
+        f"thread; training per trial {warm_info['train_s'] / 25 * 1e3:.0f} ms"
+    )
+    path = save(
+        "sweep",
+        {
+            "sweep_run_new_home_s": cold,
+            "sweep_run_existing_home_s": warm,
+            "careful_serial_process_s": careful,
+            "speedup_new_home": careful / cold,
+            "speedup_existing_home": careful / warm,
+            "best_val_careful": careful_best,
+            "new_home": cold_info,
+            "existing_home": warm_info,
+        },
+    )
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Runs (MLflow) + trials (Optuna) -> one pandas DataFrame, one row per trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from .runner import RUN_ID_ATTR, default_storage, resolve_home
+from .tracking import default_tracking_uri, fetch_trial_runs
+
+__all__ = ["COLUMNS", "load_runs"]
+
+COLUMNS = [
+    "trial", "state", "learning_rate", "reg", "batch_size", "val_accuracy",
+    "best_val_accuracy", "train_accuracy", "train_loss", "epochs_run", "train_time_s",
+    "duration_s", "fail_reason", "run_id", "run_status",
+]  # fmt: skip
+
+
+def load_runs(
+    study: str,
+    home: str | Path | None = None,
+    tracking_uri: str | None = None,
+    storage: str | None = None,
+) -> pd.DataFrame:
+    """One row per trial of `study`: params and metrics as numbers, states as strings.
+
+    Optuna is the source of truth for which trials exist and their state; MLflow adds each
+    trial's last metric values and its run. Sorted best first (completed trials by validation
+    accuracy), then the rest by trial number.
+    """
+    home_path = resolve_home(home)
+    storage = storage or default_storage(home_path)
+    tracking_uri = tracking_uri or default_tracking_uri(home_path)
+    try:
+        trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise ValueError(
+            f"No study named {study!r} in {storage}. Studies there: "
+            f"{', '.join(names) if names else 'none'}. Run `sweep run STUDY.toml` first."
+        ) from None
+    runs = {r["run_id"]: r for r in fetch_trial_runs(tracking_uri, study)}
+    rows = []
+    for t in trials:
+        run = runs.get(t.user_attrs.get(RUN_ID_ATTR, ""), {})
+        metrics = run.get("metrics", {})
+        duration = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if t.datetime_complete and t.datetime_start
+            else None
+        )
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name,
+                "learning_rate": t.params.get("learning_rate"),
+                "reg": t.params.get("reg"),
+                "batch_size": t.params.get("batch_size"),
+                "val_accuracy": t.value
+                if t.state.name == "COMPLETE"
+                else metrics.get("final_val_accuracy"),
+                "best_val_accuracy": metrics.get("best_val_accuracy"),
+                "train_accuracy": metrics.get("train_accuracy"),
+                "train_loss": metrics.get("train_loss"),
+                "epochs_run": metrics.get("epochs_run"),
+                "train_time_s": metrics.get("train_time_s"),
+                "duration_s": duration,
+                "fail_reason": t.user_attrs.get("fail_reason", ""),
+                "run_id": run.get("run_id", t.user_attrs.get(RUN_ID_ATTR, "")),
+                "run_status": run.get("run_status", ""),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    numeric = [c for c in COLUMNS if c not in ("state", "fail_reason", "run_id", "run_status")]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
+    frame["batch_size"] = frame["batch_size"].astype("Int64")
+    frame["epochs_run"] = frame["epochs_run"].astype("Int64")
+    complete = frame["state"].eq("COMPLETE")
+    best_first = frame[complete].sort_values(["val_accuracy", "trial"], ascending=[False, True])
+    rest = frame[~complete].sort_values("trial")
+    return pd.concat([best_first, rest]).reset_index(drop=True)

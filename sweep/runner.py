@@ -1,0 +1,372 @@
+"""The sweep: Optuna's ask/tell loop around `engine.train_many`, every trial an MLflow run.
+
+One round: ask up to `side_by_side` trials, group them by batch size, train each group side by
+side, report every epoch's validation accuracy (the pruner may stop a trial), tell the results.
+`n_trials` is the target total: running again resumes the study and never re-runs a finished
+trial. Diverged trials are FAIL with the reason, and an exception while training a group fails
+that group's trials, not the sweep. The test set is used once, for the best trial, at the end.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import Trial, TrialState
+
+import engine
+
+from .space import distributions, make_pruner, make_sampler
+from .spec import StudySpec
+from .tracking import Tracker, TrialRecord, default_tracking_uri
+
+__all__ = ["FINISHED_STATES", "StudyOutcome", "default_storage", "resolve_home", "run_study"]
+
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+RUN_ID_ATTR = "mlflow_run_id"
+
+
+def resolve_home(home: str | Path | None) -> Path:
+    """--home, else $SOFTSWEEP_HOME, else ./.softsweep."""
+    path = Path(home or os.environ.get("SOFTSWEEP_HOME") or ".softsweep")
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+def default_storage(home: Path) -> str:
+    return f"sqlite:///{home / 'optuna.db'}"
+
+
+@dataclass
+class StudyOutcome:
+    study_name: str
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    best_params: dict[str, Any] | None
+    best_value: float | None
+    best_trial: int | None
+    test_accuracy: float | None
+    wall_s: float
+    trials_this_run: int
+    train_s: float = 0.0
+    tracking_s: float = 0.0  # time the sweep waited for tracking calls
+    tracking_background_s: float = 0.0  # tracking work overlapped with training
+    home: Path | None = None
+    storage: str = ""
+    tracking_uri: str = ""
+    tracking_errors: list[str] = field(default_factory=list)
+    best_weights: np.ndarray | None = None
+
+
+def _count(study: optuna.Study) -> dict[TrialState, int]:
+    counts: dict[TrialState, int] = defaultdict(int)
+    for t in study.get_trials(deepcopy=False, states=FINISHED_STATES):
+        counts[t.state] += 1
+    return counts
+
+
+def _tell(study: optuna.Study, trial: Trial, **kwargs: Any) -> None:
+    try:
+        study.tell(trial, **kwargs)
+    except RuntimeError as exc:
+        # GridSampler calls study.stop() after the last cell, which only works inside
+        # optimize(); the trial is stored before that (optuna/study/_tell.py, `finally`).
+        if "Study.stop" not in str(exc):
+            raise
+
+
+def open_study(spec: StudySpec, storage: str) -> optuna.Study:
+    try:
+        return optuna.create_study(
+            study_name=spec.name,
+            storage=storage,
+            sampler=make_sampler(spec),
+            pruner=make_pruner(spec),
+            direction="maximize",
+            load_if_exists=True,
+        )
+    except ImportError as exc:
+        raise RuntimeError(
+            f"The Optuna storage {storage} needs a database driver that is not installed ({exc})."
+            " For PostgreSQL use a postgresql+psycopg2:// URL (psycopg2-binary comes with "
+            "softsweep)."
+        ) from None
+    except Exception as exc:  # SQLAlchemy's OperationalError and friends
+        raise RuntimeError(
+            f"Could not open the Optuna storage {storage}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}. Check --storage and that the database is reachable."
+        ) from None
+
+
+def run_study(
+    spec: StudySpec,
+    *,
+    home: Path,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_trial_done: Callable[[int, float | None], None] | None = None,
+) -> StudyOutcome:
+    """Run (or resume) the study until it holds `spec.n_trials` finished trials.
+
+    `on_start(finished, target)` is called once the study is open and `on_trial_done(number,
+    best_value)` after every trial, for a progress display.
+    """
+    started = time.perf_counter()
+    storage = storage or default_storage(home)
+    tracking_uri = tracking_uri or default_tracking_uri(home)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    fixed = {
+        "epochs": str(spec.epochs),
+        "dataset": spec.dataset,
+        "loss": spec.loss,
+        "seed": str(spec.seed),
+        "center": str(spec.center).lower(),
+        "sampler": spec.sampler,
+        "pruner": spec.pruner,
+    }
+    artifact_root = home / "mlartifacts" if tracking_uri.startswith("sqlite:") else None
+    # Importing MLflow and opening its store (~2.5 s on a new store) is Python work; loading the
+    # data is zlib and NumPy work that releases the GIL. Do both at once.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        tracker_ready = pool.submit(
+            Tracker, tracking_uri, spec.name, artifact_root=artifact_root, fixed_params=fixed
+        )
+        try:
+            data = engine.load_dataset(
+                spec.dataset,
+                data_dir=spec.data_dir,
+                val_size=spec.val_size,
+                seed=spec.seed,
+                center=spec.center,
+            )
+            study = open_study(spec, storage)
+        finally:
+            tracker = tracker_ready.result()
+    tracker.fixed_params["val_size"] = str(data.X_val.shape[0])
+    study.set_user_attr("dataset", spec.dataset)
+    study.set_user_attr("image_shape", list(data.image_shape))
+    study.set_user_attr("class_names", list(data.class_names))
+    tracker.start_study(spec.name, spec.as_params(), spec.text)
+
+    target = spec.n_trials if spec.grid_size is None else min(spec.n_trials, spec.grid_size)
+    dists = distributions(spec)
+    if on_start is not None:
+        on_start(sum(_count(study).values()), target)
+    best: tuple[float, int, np.ndarray | None] | None = None
+    trials_run, train_s = 0, 0.0
+    asked: list[Trial] = []  # this process's trials, failed if it is interrupted
+    try:
+        while True:
+            finished = sum(_count(study).values())
+            if finished >= target:
+                break
+            if spec.timeout_s is not None and time.perf_counter() - started > spec.timeout_s:
+                break
+            trials = [study.ask(dists) for _ in range(min(spec.side_by_side, target - finished))]
+            asked = trials
+            groups: dict[int, list[Trial]] = defaultdict(list)
+            for trial in trials:
+                groups[int(trial.params["batch_size"])].append(trial)
+            for batch_size, group in sorted(groups.items()):
+                t0 = time.perf_counter()
+                results = _train_group(spec, data, group, batch_size, tracker)
+                train_s += time.perf_counter() - t0
+                for trial, (state, value, weights) in zip(group, results, strict=True):
+                    trials_run += 1
+                    if (
+                        state == "COMPLETE"
+                        and value is not None
+                        and (best is None or value > best[0])
+                    ):
+                        best = (value, trial.number, weights)
+                    if on_trial_done is not None:
+                        on_trial_done(trial.number, study.best_value if _has_best(study) else None)
+    except BaseException:
+        _abandon(study, asked, tracker)
+        tracker.end_study_failed()
+        tracker.close()
+        raise
+    tracker.flush()
+
+    counts = _count(study)
+    outcome = StudyOutcome(
+        study_name=spec.name,
+        n_complete=counts[TrialState.COMPLETE],
+        n_pruned=counts[TrialState.PRUNED],
+        n_failed=counts[TrialState.FAIL],
+        best_params=None,
+        best_value=None,
+        best_trial=None,
+        test_accuracy=None,
+        wall_s=0.0,
+        trials_this_run=trials_run,
+        train_s=train_s,
+        home=home,
+        storage=storage,
+        tracking_uri=tracking_uri,
+    )
+    if _has_best(study):
+        best_trial = study.best_trial
+        outcome.best_params = dict(best_trial.params)
+        outcome.best_value = best_trial.value
+        outcome.best_trial = best_trial.number
+        weights = best[2] if best is not None and best[1] == best_trial.number else None
+        if weights is None:  # the best trial ran in an earlier session: fetch its weights
+            run_id = best_trial.user_attrs.get(RUN_ID_ATTR)
+            weights = tracker.download_weights(run_id) if run_id else None
+        if weights is not None:
+            outcome.best_weights = weights
+            outcome.test_accuracy = engine.accuracy(weights, data.X_test, data.y_test)
+            study.set_user_attr("test_accuracy", outcome.test_accuracy)
+            study.set_user_attr("best_trial_for_test", best_trial.number)
+    outcome.tracking_errors = list(tracker.errors)
+    outcome.wall_s = time.perf_counter() - started
+    summary = {
+        "best_val_accuracy": outcome.best_value,
+        "test_accuracy": outcome.test_accuracy,
+        "n_complete": outcome.n_complete,
+        "n_pruned": outcome.n_pruned,
+        "n_failed": outcome.n_failed,
+    }
+    tracker.finish_study(
+        {k: v for k, v in summary.items() if v is not None},
+        {
+            "best_trial": str(outcome.best_trial),
+            **{f"best.{k}": str(v) for k, v in (outcome.best_params or {}).items()},
+        },
+    )
+    tracker.close()
+    outcome.tracking_s = tracker.seconds
+    outcome.tracking_background_s = tracker.background_seconds
+    return outcome
+
+
+def _has_best(study: optuna.Study) -> bool:
+    return any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+
+
+def _train_group(
+    spec: StudySpec,
+    data: engine.Dataset,
+    group: list[Trial],
+    batch_size: int,
+    tracker: Tracker,
+) -> list[tuple[str, float | None, np.ndarray | None]]:
+    """Train one group side by side; tell Optuna and hand each run to the tracker."""
+    run_ids = []
+    for trial in group:
+        run_id = tracker.start_trial(spec.name, trial.number, trial.params)
+        trial.set_user_attr(RUN_ID_ATTR, run_id)
+        run_ids.append(run_id)
+    configs = [(float(t.params["learning_rate"]), float(t.params["reg"])) for t in group]
+    prune = spec.pruner != "none"
+
+    def on_epoch(epoch: int, per_model: Mapping[int, dict[str, float]]) -> list[int]:
+        stop = []
+        for k, metrics in per_model.items():
+            if prune:
+                group[k].report(metrics["val_accuracy"], epoch)
+                if group[k].should_prune():
+                    stop.append(k)
+        return stop
+
+    t0 = time.perf_counter()
+    try:
+        if spec.loss == "naive":
+            ((lr, reg),) = configs
+            results = [
+                engine.train(
+                    data,
+                    learning_rate=lr,
+                    reg=reg,
+                    batch_size=batch_size,
+                    epochs=spec.epochs,
+                    seed=spec.seed,
+                    loss="naive",
+                    on_epoch=lambda e, m: bool(on_epoch(e, {0: m})),
+                )
+            ]
+        else:
+            results = engine.train_many(
+                data,
+                configs,
+                batch_size=batch_size,
+                epochs=spec.epochs,
+                seed=spec.seed,
+                on_epoch=on_epoch,
+            )
+    except Exception as exc:  # one group's failure fails its trials, not the sweep
+        reason = f"training failed: {type(exc).__name__}: {exc}"
+        out: list[tuple[str, float | None, np.ndarray | None]] = []
+        for trial, run_id in zip(group, run_ids, strict=True):
+            trial.set_user_attr("fail_reason", reason)
+            _tell(trial.study, trial, state=TrialState.FAIL)
+            tracker.finish_trial(
+                run_id, TrialRecord(trial.number, "FAIL", trial.params, [], reason=reason)
+            )
+            out.append(("FAIL", None, None))
+        return out
+    group_s = time.perf_counter() - t0
+
+    out = []
+    for trial, run_id, result in zip(group, run_ids, results, strict=True):
+        final = {
+            "final_val_accuracy": result.val_accuracy,
+            "best_val_accuracy": result.best_val_accuracy,
+            "epochs_run": float(len(result.history)),
+            "train_time_s": sum(h["epoch_time_s"] for h in result.history),
+            "group_time_s": group_s,
+            "group_size": float(result.group_size),
+        }
+        final = {k: v for k, v in final.items() if not math.isnan(v)}
+        if result.status == "completed":
+            state, value = "COMPLETE", result.val_accuracy
+            _tell(trial.study, trial, values=[value])
+        elif result.status == "stopped":
+            state, value = "PRUNED", None
+            _tell(trial.study, trial, state=TrialState.PRUNED)
+        else:
+            state, value = "FAIL", None
+            trial.set_user_attr("fail_reason", result.reason)
+            _tell(trial.study, trial, state=TrialState.FAIL)
+        tracker.finish_trial(
+            run_id,
+            TrialRecord(
+                trial.number,
+                state,
+                trial.params,
+                result.history,
+                final,
+                reason=result.reason,
+                weights=result.weights,
+            ),
+        )
+        out.append((state, value, result.weights))
+    return out
+
+
+def _abandon(study: optuna.Study, asked: list[Trial], tracker: Tracker) -> None:
+    """On interrupt or crash: this process's unfinished trials become FAIL, their runs FAILED."""
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    for trial in asked:
+        if trial.number not in running:
+            continue
+        try:
+            trial.set_user_attr("fail_reason", "interrupted")
+            study.tell(trial, state=TrialState.FAIL)
+            run_id = study.trials[trial.number].user_attrs.get(RUN_ID_ATTR)
+            if run_id:
+                tracker.fail_run(run_id)
+        except Exception:  # best effort while already failing
+            pass

@@ -1,0 +1,66 @@
+"""A study spec's search space -> Optuna distributions, sampler and pruner."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+
+from .spec import ParamRange, StudySpec
+
+__all__ = ["PARAMS", "distributions", "make_pruner", "make_sampler"]
+
+PARAMS = ("learning_rate", "reg", "batch_size")
+
+
+def _float_distribution(param: ParamRange) -> BaseDistribution:
+    if param.values is not None:
+        return CategoricalDistribution(param.values)
+    assert param.low is not None and param.high is not None
+    return FloatDistribution(param.low, param.high, log=param.log)
+
+
+def distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
+    """One distribution per parameter, under the names used everywhere (Optuna, MLflow, pandas)."""
+    return {
+        "learning_rate": _float_distribution(spec.learning_rate),
+        "reg": _float_distribution(spec.reg),
+        "batch_size": CategoricalDistribution(spec.batch_size),
+    }
+
+
+def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    if spec.sampler == "grid":
+        assert spec.learning_rate.values is not None and spec.reg.values is not None
+        return optuna.samplers.GridSampler(
+            {
+                "learning_rate": list(spec.learning_rate.values),
+                "reg": list(spec.reg.values),
+                "batch_size": list(spec.batch_size),
+            },
+            seed=spec.seed,
+        )
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    if spec.sampler == "tpe":
+        # Several trials are asked before any is told (they train side by side): the constant
+        # liar keeps TPE from proposing the same point to all of them.
+        return optuna.samplers.TPESampler(seed=spec.seed, constant_liar=True)
+    if spec.sampler == "qmc":
+        return optuna.samplers.QMCSampler(seed=spec.seed, warn_independent_sampling=False)
+    if spec.sampler == "cmaes":
+        # CMA-ES handles the two floats; batch size (categorical) falls back to random sampling.
+        return optuna.samplers.CmaEsSampler(seed=spec.seed, warn_independent_sampling=False)
+    raise ValueError(f"sampler must be one of grid, random, tpe, qmc, cmaes, got {spec.sampler!r}.")
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    if spec.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if spec.pruner == "median":
+        # Once 4 trials have finished, stop a trial whose epoch-e validation accuracy is below
+        # the median of theirs at epoch e (Optuna skips steps < n_warmup_steps; steps are epochs
+        # counted from 1, so this compares from the first epoch on).
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.epochs)
+    raise ValueError(f"pruner must be one of none, median, hyperband, got {spec.pruner!r}.")

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sweep.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+VALID = """
+[study]
+name = "s"
+sampler = "tpe"
+n_trials = 10
+pruner = "median"
+seed = 3
+[data]
+dataset = "fashion-mnist"
+val_size = 500
+[train]
+epochs = 4
+side_by_side = 8
+[space]
+learning_rate = { low = 1e-3, high = 1.0, log = true }
+reg = { low = 1e-6, high = 1e-1, log = true }
+batch_size = [64, 256]
+"""
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_study_files_are_valid(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.name and spec.text == path.read_text() and spec.source == str(path)
+
+
+def test_valid_spec_is_parsed_with_every_field() -> None:
+    spec = parse_spec(VALID, "s.toml")
+    assert (spec.name, spec.sampler, spec.n_trials, spec.pruner, spec.seed) == (
+        "s",
+        "tpe",
+        10,
+        "median",
+        3,
+    )
+    assert (spec.dataset, spec.val_size, spec.epochs, spec.side_by_side) == (
+        "fashion-mnist",
+        500,
+        4,
+        8,
+    )
+    assert (spec.learning_rate.low, spec.learning_rate.high, spec.learning_rate.log) == (
+        1e-3,
+        1.0,
+        True,
+    )
+    assert spec.batch_size == (64, 256)
+    assert spec.grid_size is None
+
+
+def test_grid_spec_counts_its_cells() -> None:
+    text = (
+        VALID.replace('sampler = "tpe"', 'sampler = "grid"')
+        .replace("{ low = 1e-3, high = 1.0, log = true }", "{ values = [0.1, 0.01, 1.0] }")
+        .replace("{ low = 1e-6, high = 1e-1, log = true }", "{ values = [0, 1e-3] }")
+    )
+    spec = parse_spec(text)
+    assert spec.grid_size == 3 * 2 * 2
+    assert spec.learning_rate.values == (0.01, 0.1, 1.0)  # sorted: axes in increasing order
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        (
+            "seed = 3",
+            "seed = 3\nseeds = 4",
+            r"s.toml: unknown key 'seeds' in \[study\]; allowed keys are name, sampler, n_trials",
+        ),
+        (
+            "[train]",
+            "[training]",
+            r"s.toml: the top-level sections must be among \[study\], \[data\], \[train\], \[space\], got '\[training\]'",
+        ),
+        (
+            'sampler = "tpe"',
+            'sampler = "bayes"',
+            r"s.toml: \[study\] sampler must be one of grid, random, tpe, qmc, cmaes, got 'bayes'",
+        ),
+        (
+            'pruner = "median"',
+            'pruner = "asha"',
+            r"\[study\] pruner must be one of none, median, hyperband, got 'asha'",
+        ),
+        (
+            "n_trials = 10",
+            'n_trials = "10"',
+            r"\[study\] n_trials must be an integer >= 1 .*, got '10'",
+        ),
+        ("n_trials = 10", "n_trials = 0", r"\[study\] n_trials must be an integer >= 1 .*, got 0"),
+        ("epochs = 4", "epochs = 2.5", r"\[train\] epochs must be an integer >= 1, got 2.5"),
+        (
+            "low = 1e-3, high = 1.0",
+            "low = 1.0, high = 1e-3",
+            r"\[space\] learning_rate must be a range with low < high, got 'low=1, high=0.001'",
+        ),
+        (
+            "low = 1e-6, high = 1e-1, log = true",
+            "low = 0, high = 1e-1, log = true",
+            r"\[space\] reg.low must be > 0 when log = true \(a log scale has no 0\), got 0.0",
+        ),
+        (
+            "low = 1e-3, high = 1.0, log = true",
+            "low = -1.0, high = 1.0",
+            r"\[space\] learning_rate.low must be a number > 0, got -1.0",
+        ),
+        (
+            "batch_size = [64, 256]",
+            "batch_size = []",
+            r"\[space\] batch_size must be a list of integers >= 1",
+        ),
+        (
+            "batch_size = [64, 256]",
+            "batch_size = [64, 0]",
+            r"\[space\] batch_size must be a list of integers >= 1",
+        ),
+        (
+            'dataset = "fashion-mnist"',
+            "dataset = 5",
+            r"\[data\] dataset must be mnist, fashion-mnist, cifar10, or a folder",
+        ),
+        (
+            "side_by_side = 8",
+            'side_by_side = 8\nloss = "naive"',
+            r"\[train\] side_by_side must be 1 when loss = 'naive', got 8. The loop implementation",
+        ),
+        ('[data]\ndataset = "fashion-mnist"', "[data]", r"s.toml: \[data\] dataset is missing"),
+        ('name = "s"', 'name = "s', r"s.toml: not valid TOML"),
+    ],
+)
+def test_bad_specs_name_the_file_key_and_rule(old: str, new: str, match: str) -> None:
+    assert old in VALID
+    with pytest.raises(ValueError, match=match):
+        parse_spec(VALID.replace(old, new), "s.toml")
+
+
+def test_empty_grid_is_refused() -> None:
+    text = VALID.replace('sampler = "tpe"', 'sampler = "grid"').replace(
+        "{ low = 1e-3, high = 1.0, log = true }", "{ values = [] }"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"\[space\] learning_rate.values must be a non-empty list of numbers, got \[\]. An empty grid",
+    ):
+        parse_spec(text, "s.toml")
+
+
+def test_grid_needs_values() -> None:
+    text = VALID.replace('sampler = "tpe"', 'sampler = "grid"')
+    with pytest.raises(
+        ValueError,
+        match=r"\[space\] learning_rate must be \{ values = \[...\] \} for the grid sampler",
+    ):
+        parse_spec(text, "s.toml")
+
+
+def test_missing_file() -> None:
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"Study file nowhere.toml does not exist. Copy one of the files in studies/",
+    ):
+        load_spec("nowhere.toml")
