@@ -3,6 +3,7 @@ every kind of bad file the loader must refuse with a clear message."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import http.server
 import os
@@ -301,18 +302,5 @@ def test_float64_dataset(idx_folder: Path) -> None:
 def test_dataset_refuses_non_finite_features(tiny: engine.Dataset) -> None:
     X_val = tiny.X_val.copy()
     X_val[0, 0] = np.nan
-    fields = {
-        k: getattr(tiny, k)
-        for k in (
-            "name",
-            "X_train",
-            "y_train",
-            "y_val",
-            "X_test",
-            "y_test",
-            "image_shape",
-            "class_names",
-        )
-    }
     with pytest.raises(ValueError, match=r"X_val must contain only finite numbers, got NaN or inf"):
-        engine.Dataset(**fields, X_val=X_val)
+        dataclasses.replace(tiny, X_val=X_val)

@@ -3,6 +3,7 @@ divergence, stopping, and input checks."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -108,21 +109,7 @@ def test_on_epoch_can_stop_training(tiny: engine.Dataset) -> None:
 
 
 def test_float_dataset_without_pixels_trains_the_same(tiny: engine.Dataset) -> None:
-    fields = {
-        k: getattr(tiny, k)
-        for k in (
-            "name",
-            "X_train",
-            "y_train",
-            "X_val",
-            "y_val",
-            "X_test",
-            "y_test",
-            "image_shape",
-            "class_names",
-        )
-    }
-    floats_only = engine.Dataset(**fields)  # no uint8 pixels: the trainer gathers floats
+    floats_only = dataclasses.replace(tiny, pixels_train=None, decoder=None)  # gathers floats
     kwargs = dict(learning_rate=0.5, reg=1e-3, batch_size=20, epochs=2, seed=3)
     np.testing.assert_array_equal(
         engine.train(floats_only, **kwargs).weights, engine.train(tiny, **kwargs).weights
