@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from sweep.cli import format_table
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -50,9 +52,5 @@ def save(name: str, payload: dict[str, Any]) -> Path:
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(lines)
+    """The CLI's aligned text table, for rows of any values."""
+    return format_table(headers, [[str(c) for c in row] for row in rows])

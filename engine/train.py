@@ -165,10 +165,10 @@ def train(
     mini-batch cross-entropy plus reg * sum(W**2) at the epoch's end), `train_accuracy` (of the
     mini-batches, before each update), `val_accuracy` and `epoch_time_s` (for models trained side
     by side, the group's epoch time divided by the models in it); returning True stops training
-    (status `stopped`). A
-    non-finite loss ends training with status `diverged` and the epoch where it happened; it
-    never raises and never returns NaN weights. The same seed gives the same result, bit for bit.
-    `loss="naive"` trains with the loop implementation (slow on purpose).
+    (status `stopped`). A non-finite loss ends training with status `diverged` and the epoch
+    where it happened; it never raises and never returns NaN weights. The same seed gives the
+    same result, bit for bit. `loss="naive"` trains with the loop implementation (slow on
+    purpose).
     """
     if loss not in ("naive", "vectorized"):
         raise ValueError(f"loss must be 'naive' or 'vectorized', got {loss!r}.")
@@ -181,9 +181,8 @@ def train(
 
     batch_size, epochs, dt = _check_common(data, batch_size, epochs, dtype)
     lr, rg = _check_config(learning_rate, reg)
-    return _Group(data, [(lr, rg)], batch_size, epochs, seed, dt, callback, loss == "naive").run()[
-        0
-    ]
+    group = _Group(data, [(lr, rg)], batch_size, epochs, seed, dt, callback, loss == "naive")
+    return group.run()[0]
 
 
 def train_many(
@@ -271,6 +270,7 @@ class _Group:
         self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
         self.on_epoch, self.naive = on_epoch, naive
         self.D, self.C = data.n_features, data.n_classes
+        self.X_val = data.X_val.astype(dtype, copy=False)  # once, not every epoch
         self.histories: list[list[Metrics]] = [[] for _ in configs]
         self.outcomes: dict[int, tuple[Status, np.ndarray | None, int, str]] = {}
         self.timings = {"data": 0.0, "forward": 0.0, "backward": 0.0, "eval": 0.0}
@@ -372,8 +372,7 @@ class _Group:
         return np.array([data_loss]), np.array([hits])
 
     def _val_accuracy(self) -> np.ndarray:
-        X, y, D, C, K = self.data.X_val, self.data.y_val, self.D, self.C, len(self.active)
-        X = X.astype(self.dtype, copy=False)
+        X, y, D, C, K = self.X_val, self.data.y_val, self.D, self.C, len(self.active)
         hits = np.zeros(K, dtype=np.int64)
         for start in range(0, X.shape[0], _VAL_CHUNK):
             scores = X[start : start + _VAL_CHUNK] @ self.W[:D] + self.W[D]

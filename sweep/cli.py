@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -28,6 +29,7 @@ def _fail(message: str, code: int) -> None:
 def friendly_errors(fn: F) -> F:
     """Turn bad input into one paragraph and exit code 2 instead of a traceback."""
 
+    @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
@@ -36,7 +38,6 @@ def friendly_errors(fn: F) -> F:
         except RuntimeError as exc:
             _fail(str(exc), EXIT_FAILURE)
 
-    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
     return wrapper  # type: ignore[return-value]
 
 

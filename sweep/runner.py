@@ -161,8 +161,12 @@ def run_study(
 
     target = spec.n_trials if spec.grid_size is None else min(spec.n_trials, spec.grid_size)
     dists = distributions(spec)
+    counts = _count(study)
     if on_start is not None:
-        on_start(sum(_count(study).values()), target)
+        on_start(sum(counts.values()), target)
+    # The best so far for the progress display, kept here: asking the storage after every
+    # trial would read every trial each time.
+    best_value = study.best_value if counts[TrialState.COMPLETE] else None
     best: tuple[float, int, np.ndarray | None] | None = None
     trials_run, train_s = 0, 0.0
     asked: list[Trial] = []  # this process's trials, failed if it is interrupted
@@ -184,14 +188,12 @@ def run_study(
                 train_s += time.perf_counter() - t0
                 for trial, (state, value, weights) in zip(group, results, strict=True):
                     trials_run += 1
-                    if (
-                        state == "COMPLETE"
-                        and value is not None
-                        and (best is None or value > best[0])
-                    ):
-                        best = (value, trial.number, weights)
+                    if state == "COMPLETE" and value is not None:
+                        if best is None or value > best[0]:
+                            best = (value, trial.number, weights)
+                        best_value = value if best_value is None else max(best_value, value)
                     if on_trial_done is not None:
-                        on_trial_done(trial.number, study.best_value if _has_best(study) else None)
+                        on_trial_done(trial.number, best_value)
     except BaseException:
         _abandon(study, asked, tracker)
         tracker.end_study_failed()
@@ -216,7 +218,7 @@ def run_study(
         storage=storage,
         tracking_uri=tracking_uri,
     )
-    if _has_best(study):
+    if outcome.n_complete:
         best_trial = study.best_trial
         outcome.best_params = dict(best_trial.params)
         outcome.best_value = best_trial.value
@@ -230,8 +232,6 @@ def run_study(
             outcome.test_accuracy = engine.accuracy(weights, data.X_test, data.y_test)
             study.set_user_attr("test_accuracy", outcome.test_accuracy)
             study.set_user_attr("best_trial_for_test", best_trial.number)
-    outcome.tracking_errors = list(tracker.errors)
-    outcome.wall_s = time.perf_counter() - started
     summary = {
         "best_val_accuracy": outcome.best_value,
         "test_accuracy": outcome.test_accuracy,
@@ -247,13 +247,11 @@ def run_study(
         },
     )
     tracker.close()
+    outcome.tracking_errors = list(tracker.errors)
+    outcome.wall_s = time.perf_counter() - started
     outcome.tracking_s = tracker.seconds
     outcome.tracking_background_s = tracker.background_seconds
     return outcome
-
-
-def _has_best(study: optuna.Study) -> bool:
-    return any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
 
 
 def _train_group(
@@ -270,16 +268,17 @@ def _train_group(
         trial.set_user_attr(RUN_ID_ATTR, run_id)
         run_ids.append(run_id)
     configs = [(float(t.params["learning_rate"]), float(t.params["reg"])) for t in group]
-    prune = spec.pruner != "none"
 
-    def on_epoch(epoch: int, per_model: Mapping[int, dict[str, float]]) -> list[int]:
+    def report(epoch: int, per_model: Mapping[int, dict[str, float]]) -> list[int]:
+        """Report each model's epoch to its trial; stop those the pruner prunes."""
         stop = []
         for k, metrics in per_model.items():
-            if prune:
-                group[k].report(metrics["val_accuracy"], epoch)
-                if group[k].should_prune():
-                    stop.append(k)
+            group[k].report(metrics["val_accuracy"], epoch)
+            if group[k].should_prune():
+                stop.append(k)
         return stop
+
+    on_epoch = report if spec.pruner != "none" else None
 
     t0 = time.perf_counter()
     try:
@@ -294,7 +293,7 @@ def _train_group(
                     epochs=spec.epochs,
                     seed=spec.seed,
                     loss="naive",
-                    on_epoch=lambda e, m: bool(on_epoch(e, {0: m})),
+                    on_epoch=(lambda e, m: bool(report(e, {0: m}))) if on_epoch else None,
                 )
             ]
         else:

@@ -6,6 +6,7 @@ Every error names the file, the key, the bad value and what is allowed, in one p
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ PRUNERS = ("none", "median", "hyperband")
 LOSSES = ("naive", "vectorized")
 _SECTIONS: dict[str, dict[str, str]] = {  # section -> key -> what it holds (for error messages)
     "study": {
-        "name": "a non-empty string",
+        "name": "a name of letters, digits, '.', '_' or '-' (it names folders and MLflow runs)",
         "sampler": f"one of {', '.join(SAMPLERS)}",
         "n_trials": "an integer >= 1 (the target total: re-running resumes until it is reached)",
         "timeout_s": "a number of seconds > 0",
@@ -241,8 +242,8 @@ def parse_spec(text: str, source: str = "<string>") -> StudySpec:
     train, space = doc.get("train", {}), doc.get("space", {})
 
     name = study["name"]
-    if not isinstance(name, str) or not name.strip():
-        raise r.fail("[study] name", "a non-empty string", name)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):
+        raise r.fail("[study] name", _SECTIONS["study"]["name"], name)
     sampler = r.choice(study, "study", "sampler", "tpe", SAMPLERS)
     timeout = study.get("timeout_s")
     if timeout is not None:
@@ -282,7 +283,7 @@ def parse_spec(text: str, source: str = "<string>") -> StudySpec:
         raise r.fail("[space] batch_size", "a list without repeated values", batch)
 
     return StudySpec(
-        name=name.strip(),
+        name=name,
         sampler=sampler,
         n_trials=r.integer(study, "study", "n_trials", 20, 1),
         timeout_s=timeout,

@@ -170,3 +170,11 @@ def test_missing_file() -> None:
         match=r"Study file nowhere.toml does not exist. Copy one of the files in studies/",
     ):
         load_spec("nowhere.toml")
+
+
+@pytest.mark.parametrize("name", ["", " spaced", "it's", "a/b", "x" * 101])
+def test_study_name_must_be_safe_for_filters_and_folders(name: str) -> None:
+    with pytest.raises(
+        ValueError, match=r"\[study\] name must be a name of letters, digits, '.', '_' or '-'"
+    ):
+        parse_spec(VALID.replace('name = "s"', f'name = "{name}"'), "s.toml")
