@@ -177,6 +177,8 @@ def run(study_file: Path, home: Path | None, storage: str | None, tracking_uri: 
         if bar:
             bar[0].close()
     click.echo(summary_table(outcome))
+    for note in outcome.report_notes:
+        click.echo(f"note: {note}", err=True)
     if outcome.tracking_errors:
         click.echo(
             "warning: some runs could not be fully tracked:\n  "
@@ -225,6 +227,8 @@ def summary_table(outcome: Any) -> str:
         ["optuna storage", outcome.storage],
         ["mlflow tracking", outcome.tracking_uri],
     ]
+    if outcome.report_dir is not None:
+        rows.append(["report", str(outcome.report_dir / "index.html")])
     if outcome.home is not None:
         rows.append(["runs table", f"sweep runs {outcome.study_name} --home {outcome.home}"])
         rows.append(["mlflow ui", f"sweep ui --home {outcome.home}"])
@@ -261,6 +265,71 @@ def runs(
     shown = frame.drop(columns=["run_id"]).copy()
     shown["fail_reason"] = shown["fail_reason"].str.slice(0, 40)
     click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
+
+
+@main.command()
+@click.argument("study")
+@_HOME
+@_STORAGE
+@_TRACKING
+@friendly_errors
+def report(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
+    """Rebuild the report of STUDY from its stored trials and runs (no training)."""
+    from . import report as reports
+    from .runner import default_storage, load_study, report_folder, resolve_home
+    from .studyview import gather
+    from .tracking import Tracker, default_tracking_uri
+
+    home_path = resolve_home(home)
+    storage = storage or default_storage(home_path)
+    tracking_uri = tracking_uri or default_tracking_uri(home_path)
+    stored = load_study(study, storage)
+    spec = _stored_spec(stored, storage)
+    tracker = Tracker(tracking_uri, study, create=False)
+    try:
+        tracker.parent_id = tracker.find_study_run(study)
+        view = gather(
+            stored,
+            spec,
+            tracker,
+            links={"optuna storage": storage, "mlflow tracking": tracking_uri},
+        )
+        written = reports.write_report(view, report_folder(home_path, study))
+        if tracker.parent_id is not None:
+            tracker.log_reports(written.folder)
+    finally:
+        tracker.close()
+    for path in written.files:
+        click.echo(str(path))
+    for note in written.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(
+        f"open {written.index} in a browser"
+        + (
+            "; the files are also artifacts of the study's MLflow run (reports/)"
+            if tracker.parent_id
+            else ""
+        )
+    )
+    if view.best is None:
+        _fail(
+            f"study {study!r} has no completed trial: the report holds only the heatmap of "
+            f"why its trials ended. See `sweep runs {study}` for the reasons.",
+            EXIT_FAILURE,
+        )
+
+
+def _stored_spec(stored: Any, storage: str) -> Any:
+    from .spec import parse_spec
+
+    text = stored.user_attrs.get("spec_toml")
+    if not text:
+        raise RuntimeError(
+            f"Study {stored.study_name!r} in {storage} does not hold its study file (it was "
+            "created by another tool or an older softsweep). Run `sweep run` on its study file "
+            "once: it resumes the study and stores it."
+        )
+    return parse_spec(text, source=f"study {stored.study_name!r} in {storage}")
 
 
 @main.command()

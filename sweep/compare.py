@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import optuna
 import pandas as pd
 
-from .runner import RUN_ID_ATTR, default_storage, resolve_home
+from .runner import RUN_ID_ATTR, default_storage, load_study, resolve_home
 from .tracking import default_tracking_uri, fetch_trial_runs
 
 __all__ = ["COLUMNS", "load_runs"]
@@ -34,14 +33,7 @@ def load_runs(
     home_path = resolve_home(home)
     storage = storage or default_storage(home_path)
     tracking_uri = tracking_uri or default_tracking_uri(home_path)
-    try:
-        trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise ValueError(
-            f"No study named {study!r} in {storage}. Studies there: "
-            f"{', '.join(names) if names else 'none'}. Run `sweep run STUDY.toml` first."
-        ) from None
+    trials = load_study(study, storage).get_trials(deepcopy=False)
     runs = {r["run_id"]: r for r in fetch_trial_runs(tracking_uri, study)}
     rows = []
     for t in trials:

@@ -35,6 +35,10 @@ def default_tracking_uri(home: Path) -> str:
 
 def _client(tracking_uri: str) -> Any:
     import logging
+    import os
+
+    # Downloads (weights for the test set and the report) would each draw a progress bar.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     import mlflow  # noqa: F401  (lazy: the import is slow)
     from mlflow import MlflowClient
@@ -68,6 +72,7 @@ class Tracker:
         *,
         artifact_root: Path | None = None,
         fixed_params: Mapping[str, str] | None = None,
+        create: bool = True,
     ) -> None:
         from mlflow.exceptions import MlflowException
 
@@ -76,6 +81,11 @@ class Tracker:
         self.fixed_params = dict(fixed_params or {})
         try:
             found = self.client.get_experiment_by_name(experiment)
+            if found is None and not create:
+                raise RuntimeError(
+                    f"The MLflow store at {tracking_uri} has no experiment named {experiment!r}. "
+                    "Pass the --home or --tracking-uri that the sweep used."
+                )
             if found is None:
                 location = (
                     (artifact_root / experiment).resolve().as_uri() if artifact_root else None
@@ -102,10 +112,9 @@ class Tracker:
     def start_study(self, study_name: str, params: Mapping[str, str], spec_text: str) -> str:
         """Create the study's parent run, or reopen it when the study resumes."""
         t0 = time.perf_counter()
-        query = f"tags.`softsweep.role` = 'study' and tags.`optuna.study` = '{study_name}'"
-        existing = self.client.search_runs([self.experiment_id], query, max_results=1)
+        existing = self.find_study_run(study_name)
         if existing:
-            self.parent_id = existing[0].info.run_id
+            self.parent_id = existing
             self.client.update_run(self.parent_id, status="RUNNING")
         else:
             run = self.client.create_run(
@@ -122,9 +131,21 @@ class Tracker:
         self.seconds += time.perf_counter() - t0
         return self.parent_id
 
-    def finish_study(
-        self, metrics: Mapping[str, float], tags: Mapping[str, str], artifacts: Sequence[Path] = ()
-    ) -> None:
+    def find_study_run(self, study_name: str) -> str | None:
+        """The run id of the study's parent run, if it has one."""
+        query = f"tags.`softsweep.role` = 'study' and tags.`optuna.study` = '{study_name}'"
+        found = self.client.search_runs([self.experiment_id], query, max_results=1)
+        return str(found[0].info.run_id) if found else None
+
+    def log_reports(self, folder: Path) -> None:
+        """The report's files as artifacts of the study's run, under `reports/`."""
+        if self.parent_id is None:
+            raise RuntimeError("log_reports needs the study's run (start_study or find_study_run)")
+        t0 = time.perf_counter()
+        self.client.log_artifacts(self.parent_id, str(folder), artifact_path="reports")
+        self.seconds += time.perf_counter() - t0
+
+    def finish_study(self, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
         from mlflow.entities import Metric, RunTag
 
         self.flush()
@@ -136,8 +157,6 @@ class Tracker:
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
             tags=[RunTag(k, str(v)) for k, v in tags.items()],
         )
-        for path in artifacts:
-            self.client.log_artifact(self.parent_id, str(path), artifact_path="reports")
         self.client.set_terminated(self.parent_id, "FINISHED")
         self.seconds += time.perf_counter() - t0
 
@@ -213,6 +232,14 @@ class Tracker:
         self._pool.shutdown(wait=True)
 
     # -- reading back --------------------------------------------------------------------------
+    def metric_history(self, run_id: str, key: str) -> list[float]:
+        """The values of one metric, ordered by step (the epoch)."""
+        try:
+            history = self.client.get_metric_history(run_id, key)
+        except Exception:
+            return []
+        return [float(m.value) for m in sorted(history, key=lambda m: (m.step, m.timestamp))]
+
     def download_weights(self, run_id: str) -> np.ndarray | None:
         try:
             with tempfile.TemporaryDirectory() as tmp:

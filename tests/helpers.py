@@ -76,3 +76,36 @@ def write_cifar_folder(folder: Path, *, n_per_batch: int = 20, archive: bool = F
             path.unlink()
         batches.rmdir()
     return folder
+
+
+def spec_text(
+    name: str,
+    folder: Path,
+    *,
+    sampler: str = "grid",
+    n_trials: int = 100,
+    pruner: str = "none",
+    side_by_side: int = 4,
+    epochs: int = 3,
+    lr: str = "{ values = [0.03, 0.3, 1.0] }",
+    reg: str = "{ values = [0.0, 1e-3] }",
+    batch: str = "[16, 32]",
+) -> str:
+    return f"""
+[study]
+name = "{name}"
+sampler = "{sampler}"
+n_trials = {n_trials}
+pruner = "{pruner}"
+seed = 0
+[data]
+dataset = "{folder}"
+val_size = 80
+[train]
+epochs = {epochs}
+side_by_side = {side_by_side}
+[space]
+learning_rate = {lr}
+reg = {reg}
+batch_size = {batch}
+"""

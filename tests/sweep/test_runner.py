@@ -18,7 +18,7 @@ import sweep
 from sweep.cli import main
 from sweep.runner import run_study
 from sweep.spec import parse_spec
-from tests.helpers import write_idx_dataset
+from tests.helpers import spec_text, write_idx_dataset
 
 
 @pytest.fixture(scope="module")
@@ -31,41 +31,9 @@ def data_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_idx_dataset(tmp_path_factory.mktemp("data") / "blobs", n_train=400, n_test=150)
 
 
-def spec_text(
-    name: str,
-    folder: Path,
-    *,
-    sampler: str = "grid",
-    n_trials: int = 100,
-    pruner: str = "none",
-    side_by_side: int = 4,
-    epochs: int = 3,
-    lr: str = "{ values = [0.03, 0.3, 1.0] }",
-    reg: str = "{ values = [0.0, 1e-3] }",
-    batch: str = "[16, 32]",
-) -> str:
-    return f"""
-[study]
-name = "{name}"
-sampler = "{sampler}"
-n_trials = {n_trials}
-pruner = "{pruner}"
-seed = 0
-[data]
-dataset = "{folder}"
-val_size = 80
-[train]
-epochs = {epochs}
-side_by_side = {side_by_side}
-[space]
-learning_rate = {lr}
-reg = {reg}
-batch_size = {batch}
-"""
-
-
 def run(text: str, home: Path):
-    return run_study(parse_spec(text, "test.toml"), home=home)
+    # Reports are tested in test_report.py; here they would only add seconds per study.
+    return run_study(parse_spec(text, "test.toml"), home=home, report=False)
 
 
 def store(home: Path) -> MlflowClient:

@@ -1,0 +1,335 @@
+"""What a report shows, as data: a study's trials and stored results gathered into a
+`StudyView`, the heatmap's cells and axes, the weight templates as arrays. No plotting here
+(`report.py` draws), so tests assert on these numbers rather than on pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .spec import ParamRange, StudySpec
+
+if TYPE_CHECKING:
+    import optuna
+
+    from .tracking import Tracker
+
+__all__ = [
+    "Axis",
+    "StudyView",
+    "TrialView",
+    "cell_axes",
+    "gather",
+    "heatmap_cells",
+    "mosaic",
+    "power_label",
+    "template_columns",
+    "template_images",
+]
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """One trial as the report sees it."""
+
+    number: int
+    state: str  # COMPLETE | PRUNED | FAIL | RUNNING
+    learning_rate: float
+    reg: float
+    batch_size: int
+    value: float | None  # final validation accuracy of a COMPLETE trial
+    reason: str = ""
+    run_id: str = ""
+
+    @property
+    def outcome(self) -> str:
+        """complete, pruned, diverged, failed or running."""
+        if self.state == "FAIL":
+            return "diverged" if self.reason.startswith("diverged") else "failed"
+        return {"COMPLETE": "complete", "PRUNED": "pruned"}.get(self.state, "running")
+
+
+@dataclass
+class StudyView:
+    """Everything a report draws, gathered from the stores (see `gather`)."""
+
+    spec: StudySpec
+    trials: list[TrialView]
+    image_shape: tuple[int, ...]
+    class_names: tuple[str, ...]
+    test_accuracy: float | None = None
+    loss_timing: Mapping[str, float] | None = None
+    importances: Mapping[str, float] | None = None
+    weights: Callable[[int], np.ndarray | None] = lambda number: None
+    histories: Callable[[Sequence[int]], dict[int, list[float]]] = lambda numbers: {}
+    links: Mapping[str, str] = field(default_factory=dict)  # shown on the page: storage, runs
+
+    @property
+    def best(self) -> TrialView | None:
+        done = [t for t in self.trials if t.outcome == "complete" and t.value is not None]
+        return max(done, key=lambda t: (t.value, -t.number)) if done else None
+
+
+# -- gathering ---------------------------------------------------------------------------------
+def gather(
+    study: optuna.Study,
+    spec: StudySpec,
+    tracker: Tracker,
+    *,
+    weights: Mapping[int, np.ndarray] | None = None,
+    histories: Mapping[int, list[float]] | None = None,
+    links: Mapping[str, str] | None = None,
+) -> StudyView:
+    """A study's view from Optuna (trials, states, study attributes) and MLflow (weights and
+    per-epoch metrics of the trials a figure needs). `weights` and `histories` hold what the
+    caller still has in memory, by trial number; the rest is read from the runs."""
+    from optuna.trial import TrialState
+
+    from .runner import RUN_ID_ATTR
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+    trials = []
+    for t in study.get_trials(deepcopy=False, states=states):
+        if not {"learning_rate", "reg", "batch_size"} <= t.params.keys():
+            continue
+        trials.append(
+            TrialView(
+                number=t.number,
+                state=t.state.name,
+                learning_rate=float(t.params["learning_rate"]),
+                reg=float(t.params["reg"]),
+                batch_size=int(t.params["batch_size"]),
+                value=t.value if t.state == TrialState.COMPLETE else None,
+                reason=str(t.user_attrs.get("fail_reason", "")),
+                run_id=str(t.user_attrs.get(RUN_ID_ATTR, "")),
+            )
+        )
+    attrs = study.user_attrs
+    run_ids = {t.number: t.run_id for t in trials}
+    in_memory_w = dict(weights or {})
+    in_memory_h = dict(histories or {})
+
+    def weights_of(number: int) -> np.ndarray | None:
+        if number in in_memory_w:
+            return in_memory_w[number]
+        run_id = run_ids.get(number)
+        found = tracker.download_weights(run_id) if run_id else None
+        in_memory_w[number] = found  # type: ignore[assignment]
+        return found
+
+    def histories_of(numbers: Sequence[int]) -> dict[int, list[float]]:
+        out = {}
+        for n in numbers:
+            if n not in in_memory_h and run_ids.get(n):
+                in_memory_h[n] = tracker.metric_history(run_ids[n], "val_accuracy")
+            if in_memory_h.get(n):
+                out[n] = in_memory_h[n]
+        return out
+
+    view = StudyView(
+        spec=spec,
+        trials=trials,
+        image_shape=tuple(int(s) for s in attrs.get("image_shape", ())),
+        class_names=tuple(str(c) for c in attrs.get("class_names", ())),
+        loss_timing=attrs.get("loss_timing"),
+        weights=weights_of,
+        histories=histories_of,
+        links=dict(links or {}),
+    )
+    best = view.best
+    if best is not None and attrs.get("best_trial_for_test") == best.number:
+        view.test_accuracy = attrs.get("test_accuracy")
+    view.importances = _importances(study, trials)
+    return view
+
+
+def _importances(study: optuna.Study, trials: list[TrialView]) -> dict[str, float] | None:
+    """Optuna's importances (its default evaluator, PED-ANOVA: deterministic, milliseconds) of
+    the parameters that vary."""
+    import warnings
+
+    from optuna.importance import get_param_importances
+
+    done = [t for t in trials if t.outcome == "complete"]
+    varying = [
+        name
+        for name in ("learning_rate", "reg", "batch_size")
+        if len({getattr(t, name) for t in done}) > 1
+    ]
+    if len(done) < 3 or not varying:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            found = get_param_importances(study, params=varying)
+        except (ValueError, RuntimeError):
+            return None
+    return {k: float(v) for k, v in found.items()}
+
+
+# -- the heatmap's cells -----------------------------------------------------------------------
+def power_label(value: float) -> str:
+    """0.03 -> 3x10^-2, 0.001 -> 10^-3, 1.0 -> 1, 0 -> 0 (matplotlib mathtext)."""
+    if value == 0:
+        return "0"
+    exponent = math.floor(math.log10(abs(value)))
+    mantissa = f"{value / 10**exponent:.2g}"
+    if mantissa == "10":
+        exponent, mantissa = exponent + 1, "1"
+    if exponent == 0:
+        return mantissa
+    if mantissa == "1":
+        return f"$10^{{{exponent}}}$"
+    if mantissa == "-1":
+        return f"$-10^{{{exponent}}}$"
+    return f"${mantissa}\\times10^{{{exponent}}}$"
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One heatmap axis: exact grid values, or bins between `edges` (log-spaced when log)."""
+
+    name: str
+    values: tuple[float, ...] = ()  # exact cells (grid)
+    edges: tuple[float, ...] = ()  # bin edges (other samplers)
+    log: bool = True
+
+    @property
+    def size(self) -> int:
+        return len(self.values) if self.values else len(self.edges) - 1
+
+    def index(self, value: float) -> int:
+        if self.values:
+            return int(np.argmin([abs(v - value) for v in self.values]))
+        edges = np.log10(self.edges) if self.log else np.asarray(self.edges)
+        x = math.log10(value) if self.log else value
+        return int(np.clip(np.searchsorted(edges, x, side="right") - 1, 0, self.size - 1))
+
+    def ticks(self) -> tuple[list[float], list[str]]:
+        """Tick positions (in cell units) and labels, in increasing order of value."""
+        if self.values:
+            return [i + 0.5 for i in range(self.size)], [power_label(v) for v in self.values]
+        dense = self.size > 6
+        positions, labels = [], []
+        for i, edge in enumerate(self.edges):
+            decade = self.log and abs(math.log10(edge) - round(math.log10(edge))) < 1e-6
+            if not dense or decade or not self.log:
+                positions.append(float(i))
+                labels.append(power_label(float(f"{edge:.2g}")))
+        return positions, labels
+
+
+def _axis(name: str, space: ParamRange, observed: Sequence[float]) -> Axis:
+    if space.values is not None:  # exact cells: the listed values (and any seen outside them)
+        merged: list[float] = []
+        for v in sorted({*space.values, *observed}):
+            if not merged or not math.isclose(v, merged[-1], rel_tol=1e-9, abs_tol=0.0):
+                merged.append(v)
+        return Axis(name, values=tuple(merged))
+    assert space.low is not None and space.high is not None
+    low, high = min([space.low, *observed]), max([space.high, *observed])
+    log = space.log and low > 0
+    if log:  # half a decade per bin, between 3 and 10 bins
+        n = min(10, max(3, round(2 * (math.log10(high) - math.log10(low)))))
+        edges = np.logspace(math.log10(low), math.log10(high), n + 1)
+    else:
+        edges = np.linspace(low, high, 7)
+    return Axis(name, edges=tuple(float(e) for e in edges), log=log)
+
+
+def cell_axes(view: StudyView) -> tuple[Axis, Axis]:
+    """The (learning rate, reg) axes of the heatmap: listed values (a grid) are cells as they
+    are; ranges are binned (log-spaced for log ranges)."""
+    lr = _axis("learning_rate", view.spec.learning_rate, [t.learning_rate for t in view.trials])
+    reg = _axis("reg", view.spec.reg, [t.reg for t in view.trials])
+    return lr, reg
+
+
+def heatmap_cells(view: StudyView) -> list[dict[str, Any]]:
+    """One dict per occupied (batch size, lr cell, reg cell): the best completed value, the trial
+    count, the state (complete, or diverged > failed > pruned > running when none completed),
+    the best trial in the cell and whether it is the study's best."""
+    lr_axis, reg_axis = cell_axes(view)
+    groups: dict[tuple[int, int, int], list[TrialView]] = {}
+    for t in view.trials:
+        key = (t.batch_size, lr_axis.index(t.learning_rate), reg_axis.index(t.reg))
+        groups.setdefault(key, []).append(t)
+    best = view.best
+    cells = []
+    for (batch_size, i, j), members in sorted(groups.items()):
+        done = [t for t in members if t.outcome == "complete" and t.value is not None]
+        outcomes = {t.outcome for t in members}
+        if done:
+            top = max(done, key=lambda t: (t.value, -t.number))
+            state, value, number = "complete", top.value, top.number
+        else:
+            state = next(s for s in ("diverged", "failed", "pruned", "running") if s in outcomes)
+            value, number = None, None
+        cells.append(
+            {
+                "batch_size": batch_size,
+                "lr_cell": i,
+                "reg_cell": j,
+                "value": value,
+                "n_trials": len(members),
+                "state": state,
+                "trial": number,
+                "best": best is not None and number == best.number,
+            }
+        )
+    return cells
+
+
+# -- weight templates --------------------------------------------------------------------------
+def _display(images: np.ndarray) -> np.ndarray:
+    """(C, *image_shape) -> (C, H, W) grey or (C, H, W, 3) colour, for imshow."""
+    if images.ndim == 2:  # flat vectors: one row of pixels each
+        return images[:, None, :]
+    if images.ndim == 3:
+        return images
+    if images.ndim == 4:
+        if images.shape[-1] in (3, 4):
+            return images[..., :3]
+        if images.shape[1] in (3, 4):  # channels first
+            return np.moveaxis(images, 1, -1)[..., :3]
+        if images.shape[-1] == 1:
+            return images[..., 0]
+        return images.mean(axis=-1)
+    return images.reshape(images.shape[0], images.shape[1], -1)
+
+
+def template_images(weights: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
+    """Each class's weights (bias row excluded) as an image, 0..255 by one min-max over all
+    classes (cs231n's scaling): (C, H, W) for grey data, (C, H, W, 3) for colour."""
+    W = np.asarray(weights, dtype=np.float64)[:-1]  # (D, C); the last row is the bias
+    d = int(np.prod(image_shape))
+    if W.shape[0] != d:
+        raise ValueError(
+            f"weights of shape {weights.shape} do not match images of shape "
+            f"{tuple(image_shape)} ({d} pixels plus the bias row)."
+        )
+    images = W.T.reshape(W.shape[1], *image_shape)
+    low, high = float(images.min()), float(images.max())
+    scaled = (images - low) / (high - low) * 255.0 if high > low else np.full_like(images, 127.0)
+    return _display(scaled.astype(np.uint8))
+
+
+def mosaic(images: np.ndarray, columns: int) -> np.ndarray:
+    """Tile (C, H, W[, 3]) images into rows of `columns`, one white pixel between them."""
+    c, h, w = images.shape[:3]
+    rows = math.ceil(c / columns)
+    shape = (rows * (h + 1) - 1, columns * (w + 1) - 1, *images.shape[3:])
+    out = np.full(shape, 255, dtype=np.uint8)
+    for k in range(c):
+        r, q = divmod(k, columns)
+        out[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = images[k]
+    return out
+
+
+def template_columns(n_classes: int) -> int:
+    return n_classes if n_classes <= 5 else min(10, math.ceil(n_classes / 2))
