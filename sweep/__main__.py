@@ -1,3 +1,4 @@
 from sweep.cli import main
 
-main()
+if __name__ == "__main__":  # a guard: worker processes re-import this module
+    main()
