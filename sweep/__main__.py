@@ -1,4 +1,4 @@
-from sweep.cli import main
+from sweep.cli import entry
 
 if __name__ == "__main__":  # a guard: worker processes re-import this module
-    main()
+    entry()

@@ -37,7 +37,9 @@ from .studyview import (
     StudyView,
     TrialView,
     cell_axes,
+    grid_cell_bests,
     heatmap_cells,
+    importances,
     mosaic,
     template_columns,
     template_images,
@@ -60,7 +62,6 @@ FILES = {
     "index": "index.html",
 }
 DPI = 100
-TOP_CURVES = 8
 # How a cell without a completed trial is drawn: fill colour, hatch.
 MARKS = {
     "diverged": ("#f4c7c3", "///"),
@@ -416,7 +417,7 @@ def write_report(view: StudyView, folder: Path) -> Report:
             "the heatmap shows why each trial ended (diverged, failed or pruned)."
         )
     else:
-        weights = view.weights(best.number)
+        weights = view.weights.get(best.number)
         if weights is None:
             notes.append(f"The weights of trial #{best.number} were not found in its MLflow run.")
         else:
@@ -438,9 +439,10 @@ def write_report(view: StudyView, folder: Path) -> Report:
     if done:
         data["history"] = [[t.number, t.value] for t in sorted(done, key=lambda t: t.number)]
         save("history", history_figure(view))
-    if view.importances:
-        data["importances"] = dict(view.importances)
-        save("importances", importances_figure(view.importances))
+    found = importances(view)
+    if found:
+        data["importances"] = found
+        save("importances", importances_figure(found))
     else:
         notes.append("Parameter importances need 3 or more completed trials with varying values.")
     if view.loss_timing:
@@ -475,31 +477,23 @@ def _gallery(
     lr_axis, reg_axis = cell_axes(view)
     if not (lr_axis.values and reg_axis.values):  # a gallery needs exact grid cells
         return
-    best_per_cell: dict[tuple[int, int], dict[str, Any]] = {}
-    for c in cells:
-        if c["value"] is None:
-            continue
-        key = (c["lr_cell"], c["reg_cell"])
-        if key not in best_per_cell or c["value"] > best_per_cell[key]["value"]:
-            best_per_cell[key] = c
+    bests = grid_cell_bests(cells)
     mosaics = {}
-    for key, c in best_per_cell.items():
-        weights = view.weights(c["trial"])
+    for key, number in bests.items():
+        weights = view.weights.get(number)
         if weights is not None:
             images = template_images(weights, view.image_shape)
             mosaics[key] = mosaic(images, template_columns(images.shape[0]))
     if not mosaics:
         notes.append("The gallery needs the weights of at least one grid cell's model.")
         return
-    data["gallery"] = {f"{i},{j}": best_per_cell[(i, j)]["trial"] for i, j in sorted(mosaics)}
+    data["gallery"] = {f"{i},{j}": bests[(i, j)] for i, j in sorted(mosaics)}
     save("gallery", gallery_figure(view, cells, mosaics))
 
 
 def _curves(view: StudyView, data: dict[str, Any], save: Callable[[str, Figure], None]) -> None:
-    done = [t for t in view.trials if t.outcome == "complete" and t.value is not None]
-    top = sorted(done, key=lambda t: (-(t.value or 0.0), t.number))[:TOP_CURVES]
-    pruned = [t for t in view.trials if t.outcome == "pruned"]
-    curves = view.histories([t.number for t in top + pruned])
+    top, pruned = view.curve_trials()
+    curves = view.histories
     if not any(t.number in curves for t in top):
         return
     data["curves"] = {

@@ -25,6 +25,7 @@ from optuna.trial import Trial, TrialState
 
 import engine
 
+from . import report as reports
 from .space import distributions, make_pruner, make_sampler
 from .spec import StudySpec
 from .tracking import Tracker, TrialRecord, default_tracking_uri
@@ -231,7 +232,6 @@ def run_study(
         tracker.end_study_failed()
         tracker.close()
         raise
-    tracker.flush()
 
     counts = _count(study)
     outcome = StudyOutcome(
@@ -266,10 +266,10 @@ def run_study(
             study.set_user_attr("best_trial_for_test", best_trial.number)
             kept_weights[best_trial.number] = weights
     if report and (outcome.n_complete or outcome.n_pruned or outcome.n_failed):
-        from . import report as reports
         from .studyview import gather
 
-        tracker.flush()  # the runs the report reads back (earlier sessions') are complete
+        # This session's weights and curves come from memory, earlier sessions' from MLflow
+        # (finished runs); this session's runs keep finishing in the tracker's thread meanwhile.
         view = gather(
             study, spec, tracker, weights=kept_weights, histories=histories, links=_links(outcome)
         )

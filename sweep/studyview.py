@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .spec import ParamRange, StudySpec
+
+TOP_CURVES = 8
 
 if TYPE_CHECKING:
     import optuna
@@ -25,7 +27,9 @@ __all__ = [
     "TrialView",
     "cell_axes",
     "gather",
+    "grid_cell_bests",
     "heatmap_cells",
+    "importances",
     "mosaic",
     "power_label",
     "template_columns",
@@ -56,7 +60,8 @@ class TrialView:
 
 @dataclass
 class StudyView:
-    """Everything a report draws, gathered from the stores (see `gather`)."""
+    """Everything a report draws, gathered from the stores (see `gather`). Plain data: it can be
+    sent to another process to be drawn there."""
 
     spec: StudySpec
     trials: list[TrialView]
@@ -64,15 +69,32 @@ class StudyView:
     class_names: tuple[str, ...]
     test_accuracy: float | None = None
     loss_timing: Mapping[str, float] | None = None
-    importances: Mapping[str, float] | None = None
-    weights: Callable[[int], np.ndarray | None] = lambda number: None
-    histories: Callable[[Sequence[int]], dict[int, list[float]]] = lambda numbers: {}
+    weights: dict[int, np.ndarray] = field(default_factory=dict)  # by trial number
+    histories: dict[int, list[float]] = field(default_factory=dict)  # val accuracy per epoch
+    frozen: list[Any] = field(default_factory=list)  # Optuna's completed trials (importances)
     links: Mapping[str, str] = field(default_factory=dict)  # shown on the page: storage, runs
 
     @property
     def best(self) -> TrialView | None:
         done = [t for t in self.trials if t.outcome == "complete" and t.value is not None]
         return max(done, key=lambda t: (t.value, -t.number)) if done else None
+
+    def curve_trials(self) -> tuple[list[TrialView], list[TrialView]]:
+        """The learning curves' trials: the top completed ones, and every pruned one (faded)."""
+        done = [t for t in self.trials if t.outcome == "complete" and t.value is not None]
+        top = sorted(done, key=lambda t: (-(t.value or 0.0), t.number))[:TOP_CURVES]
+        return top, [t for t in self.trials if t.outcome == "pruned"]
+
+    def template_trials(self) -> list[int]:
+        """Trials whose weights are drawn: the best, and each grid cell's best (the gallery)."""
+        best = self.best
+        if best is None:
+            return []
+        wanted = {best.number}
+        lr_axis, reg_axis = cell_axes(self)
+        if lr_axis.values and reg_axis.values:
+            wanted |= set(grid_cell_bests(heatmap_cells(self)).values())
+        return sorted(wanted)
 
 
 # -- gathering ---------------------------------------------------------------------------------
@@ -111,58 +133,53 @@ def gather(
         )
     attrs = study.user_attrs
     run_ids = {t.number: t.run_id for t in trials}
-    in_memory_w = dict(weights or {})
-    in_memory_h = dict(histories or {})
-
-    def weights_of(number: int) -> np.ndarray | None:
-        if number in in_memory_w:
-            return in_memory_w[number]
-        run_id = run_ids.get(number)
-        found = tracker.download_weights(run_id) if run_id else None
-        in_memory_w[number] = found  # type: ignore[assignment]
-        return found
-
-    def histories_of(numbers: Sequence[int]) -> dict[int, list[float]]:
-        out = {}
-        for n in numbers:
-            if n not in in_memory_h and run_ids.get(n):
-                in_memory_h[n] = tracker.metric_history(run_ids[n], "val_accuracy")
-            if in_memory_h.get(n):
-                out[n] = in_memory_h[n]
-        return out
-
     view = StudyView(
         spec=spec,
         trials=trials,
         image_shape=tuple(int(s) for s in attrs.get("image_shape", ())),
         class_names=tuple(str(c) for c in attrs.get("class_names", ())),
         loss_timing=attrs.get("loss_timing"),
-        weights=weights_of,
-        histories=histories_of,
+        frozen=study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
         links=dict(links or {}),
     )
     best = view.best
     if best is not None and attrs.get("best_trial_for_test") == best.number:
         view.test_accuracy = attrs.get("test_accuracy")
-    view.importances = _importances(study, trials)
+    for number in view.template_trials():
+        found = (weights or {}).get(number)
+        if found is None and run_ids.get(number):
+            found = tracker.download_weights(run_ids[number])
+        if found is not None:
+            view.weights[number] = found
+    top, pruned = view.curve_trials()
+    for shown in top + pruned:
+        curve = (histories or {}).get(shown.number)
+        if curve is None and shown.run_id:
+            curve = tracker.metric_history(shown.run_id, "val_accuracy")
+        if curve:
+            view.histories[shown.number] = curve
     return view
 
 
-def _importances(study: optuna.Study, trials: list[TrialView]) -> dict[str, float] | None:
-    """Optuna's importances (its default evaluator, PED-ANOVA: deterministic, milliseconds) of
-    the parameters that vary."""
+def importances(view: StudyView) -> dict[str, float] | None:
+    """Optuna's parameter importances (its default evaluator, PED-ANOVA: deterministic, a few
+    milliseconds) of the parameters that vary, over the completed trials; None with fewer than 3.
+    """
     import warnings
 
+    import optuna
     from optuna.importance import get_param_importances
 
-    done = [t for t in trials if t.outcome == "complete"]
+    done = [t for t in view.trials if t.outcome == "complete"]
     varying = [
         name
         for name in ("learning_rate", "reg", "batch_size")
         if len({getattr(t, name) for t in done}) > 1
     ]
-    if len(done) < 3 or not varying:
+    if len(view.frozen) < 3 or not varying:
         return None
+    study = optuna.create_study(direction="maximize")  # in memory, from the stored trials
+    study.add_trials(view.frozen)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -170,6 +187,16 @@ def _importances(study: optuna.Study, trials: list[TrialView]) -> dict[str, floa
         except (ValueError, RuntimeError):
             return None
     return {k: float(v) for k, v in found.items()}
+
+
+def grid_cell_bests(cells: list[dict[str, Any]]) -> dict[tuple[int, int], int]:
+    """The best completed trial of each (lr cell, reg cell), over all batch sizes."""
+    best: dict[tuple[int, int], dict[str, Any]] = {}
+    for c in cells:
+        key = (c["lr_cell"], c["reg_cell"])
+        if c["value"] is not None and (key not in best or c["value"] > best[key]["value"]):
+            best[key] = c
+    return {key: c["trial"] for key, c in best.items()}
 
 
 # -- the heatmap's cells -----------------------------------------------------------------------

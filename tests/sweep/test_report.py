@@ -267,7 +267,7 @@ def test_non_square_templates_render(tmp_path: Path, data_folder: Path) -> None:
         trials=[TrialView(0, "COMPLETE", 0.1, 0.0, 16, 0.9)],
         image_shape=(3, 8),
         class_names=("cat", "dog"),
-        weights=lambda number: W,
+        weights={0: W},
     )
     written = reports.write_report(view, tmp_path / "r")
     data = json.loads((tmp_path / "r" / "report.json").read_text())
