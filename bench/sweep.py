@@ -1,10 +1,10 @@
 """End to end on the 5x5 grid study (5 epochs): `python -m bench.sweep`.
 
 `sweep run studies/fashion_mnist_grid.toml` as a user runs it (a fresh process: imports, data
-loading, MLflow store, tracking of every trial and the report included), in a new home and in one whose stores
-already exist, vs a script running the serial careful plain-NumPy loop (bench/engine.py) over the
-same 25 configs with no tracking at all (also a fresh process that loads the data).
-Prints a table and writes bench/results/sweep.json.
+loading, MLflow store, tracking of every trial and the report included), in a new home and in one
+whose stores already exist, vs a script running the serial careful plain-NumPy loop
+(bench/engine.py) over the same 25 configs with no tracking at all (also a fresh process that
+loads the data). Prints a table and writes bench/results/sweep.json.
 """
 
 from __future__ import annotations

@@ -129,40 +129,114 @@ _TRACKING = click.option(
 )
 
 
+_HEARTBEAT = click.option(
+    "--heartbeat",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Seconds between a worker's heartbeats; a worker silent for 3x this is dead and its "
+    "trials are retried  [default: 10].",
+)
+
+
 @main.command()
 @click.argument("study_file", type=click.Path(path_type=Path))
 @_HOME
 @_STORAGE
 @_TRACKING
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Local worker processes sharing the study (embedded store or --storage).",
+)
+@_HEARTBEAT
 @friendly_errors
-def run(study_file: Path, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
+def run(
+    study_file: Path,
+    home: Path | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    workers: int,
+    heartbeat: int | None,
+) -> None:
     """Run (or resume) the study described by STUDY_FILE until it has n_trials trials."""
+    _sweep(study_file, home, storage, tracking_uri, heartbeat, workers=workers, finish="always")
+
+
+@main.command()
+@click.argument("study_file", type=click.Path(path_type=Path))
+@_HOME
+@_STORAGE
+@_TRACKING
+@_HEARTBEAT
+@click.option(
+    "--finish",
+    type=click.Choice(["last", "never"]),
+    default="last",
+    show_default=True,
+    help="Whether this worker closes the study (test accuracy, report) when it is the last.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@friendly_errors
+def worker(
+    study_file: Path,
+    home: Path | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    heartbeat: int | None,
+    finish: str,
+    quiet: bool,
+) -> None:
+    """Join (or create) the study of STUDY_FILE and work on it until its target is reached.
+
+    Start any number of workers, on any number of machines, with the same --storage (Optuna,
+    e.g. PostgreSQL) and --tracking-uri (an MLflow server). A worker killed mid-trial is noticed
+    by the others through its missing heartbeats; its trial is failed and run again.
+    """
+    _sweep(study_file, home, storage, tracking_uri, heartbeat, finish=finish, quiet=quiet)
+
+
+def _sweep(
+    study_file: Path,
+    home: Path | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    heartbeat: int | None,
+    *,
+    workers: int = 1,
+    finish: str = "always",
+    quiet: bool = False,
+) -> None:
     from tqdm import tqdm
 
     from .runner import resolve_home, run_study
     from .spec import load_spec
+    from .workers import HEARTBEAT_S
 
     spec = load_spec(study_file)
     home_path = resolve_home(home)
     bar: list[Any] = []
 
-    def on_start(finished: int, target: int) -> None:
-        bar.append(
-            tqdm(
-                total=target,
-                initial=finished,
-                desc=spec.name,
-                unit="trial",
-                dynamic_ncols=True,
-                file=sys.stderr,
+    def on_start(done: int, target: int) -> None:
+        if not quiet:
+            bar.append(
+                tqdm(
+                    total=target,
+                    initial=done,
+                    desc=spec.name,
+                    unit="trial",
+                    dynamic_ncols=True,
+                    file=sys.stderr,
+                )
             )
-        )
 
-    def on_trial_done(number: int, best: float | None) -> None:
+    def on_progress(done: int, best: float | None) -> None:
         if bar:
-            bar[0].update(1)
+            bar[0].n = done
             if best is not None:
-                bar[0].set_postfix_str(f"best val acc {best:.4f}")
+                bar[0].set_postfix_str(f"best val acc {best:.4f}", refresh=False)
+            bar[0].refresh()
 
     try:
         outcome = run_study(
@@ -171,11 +245,22 @@ def run(study_file: Path, home: Path | None, storage: str | None, tracking_uri: 
             storage=storage,
             tracking_uri=tracking_uri,
             on_start=on_start,
-            on_trial_done=on_trial_done,
+            on_progress=on_progress,
+            workers=workers,
+            heartbeat_s=heartbeat or HEARTBEAT_S,
+            finish=finish,
         )
     finally:
         if bar:
             bar[0].close()
+    if quiet:
+        return
+    if not outcome.finished_study:
+        click.echo(
+            f"worker done: {outcome.trials_this_run} trials run here; other workers are still "
+            f"on study {spec.name!r}, and the last one closes it (test accuracy, report)."
+        )
+        return
     click.echo(summary_table(outcome))
     for note in outcome.report_notes:
         click.echo(f"note: {note}", err=True)

@@ -29,6 +29,16 @@ from . import report as reports
 from .space import distributions, make_pruner, make_sampler
 from .spec import StudySpec
 from .tracking import Tracker, TrialRecord, default_tracking_uri
+from .workers import (
+    DUPLICATE,
+    HEARTBEAT_S,
+    Heartbeat,
+    StaleTrials,
+    enqueue_missing,
+    make_storage,
+    progress,
+    worker_name,
+)
 
 __all__ = [
     "FINISHED_STATES",
@@ -78,6 +88,7 @@ class StudyOutcome:
     best_weights: np.ndarray | None = None
     report_dir: Path | None = None
     report_notes: list[str] = field(default_factory=list)
+    finished_study: bool = True  # False when other workers were still running
 
 
 def _count(study: optuna.Study) -> dict[TrialState, int]:
@@ -87,21 +98,18 @@ def _count(study: optuna.Study) -> dict[TrialState, int]:
     return counts
 
 
-def _tell(study: optuna.Study, trial: Trial, **kwargs: Any) -> None:
+def open_study(
+    spec: StudySpec,
+    storage: str,
+    *,
+    heartbeat_s: int = HEARTBEAT_S,
+    on_stale: StaleTrials | None = None,
+) -> optuna.Study:
+    """Create the study, or join it if it exists (any number of workers may do this at once)."""
     try:
-        study.tell(trial, **kwargs)
-    except RuntimeError as exc:
-        # GridSampler calls study.stop() after the last cell, which only works inside
-        # optimize(); the trial is stored before that (optuna/study/_tell.py, `finally`).
-        if "Study.stop" not in str(exc):
-            raise
-
-
-def open_study(spec: StudySpec, storage: str) -> optuna.Study:
-    try:
-        return optuna.create_study(
+        study = optuna.create_study(
             study_name=spec.name,
-            storage=storage,
+            storage=make_storage(storage, heartbeat_s=heartbeat_s, on_stale=on_stale),
             sampler=make_sampler(spec),
             pruner=make_pruner(spec),
             direction="maximize",
@@ -116,8 +124,10 @@ def open_study(spec: StudySpec, storage: str) -> optuna.Study:
     except Exception as exc:  # SQLAlchemy's OperationalError and friends
         raise RuntimeError(
             f"Could not open the Optuna storage {storage}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0]}. Check --storage and that the database is reachable."
+            f"{str(exc).strip().splitlines()[0]}. Check --storage and that the database is "
+            "reachable."
         ) from None
+    return study
 
 
 def load_study(study_name: str, storage: str) -> optuna.Study:
@@ -140,14 +150,20 @@ def run_study(
     storage: str | None = None,
     tracking_uri: str | None = None,
     on_start: Callable[[int, int], None] | None = None,
-    on_trial_done: Callable[[int, float | None], None] | None = None,
+    on_progress: Callable[[int, float | None], None] | None = None,
     report: bool = True,
+    workers: int = 1,
+    heartbeat_s: int = HEARTBEAT_S,
+    finish: str = "always",
 ) -> StudyOutcome:
-    """Run (or resume) the study until it holds `spec.n_trials` finished trials, then (with
-    `report`) draw its report into `<home>/reports/<study>/` and log it on the study's run.
+    """Run (or resume, or join) the study until `spec.n_trials` trials are done, then evaluate
+    the best on the test set, draw the report into `<home>/reports/<study>/` (with `report`) and
+    close the study's MLflow run.
 
-    `on_start(finished, target)` is called once the study is open and `on_trial_done(number,
-    best_value)` after every trial, for a progress display.
+    `workers` > 1 starts that many `sweep worker` processes on the same stores and waits for
+    them. `finish="last"` (what `sweep worker` uses) does the closing steps only if no other
+    worker still has trials running; `"never"` skips them. `on_start(done, target)` is called
+    once the study is open and `on_progress(done, best_value)` as trials finish.
     """
     started = time.perf_counter()
     storage = storage or default_storage(home)
@@ -163,6 +179,7 @@ def run_study(
         "pruner": spec.pruner,
     }
     artifact_root = home / "mlartifacts" if tracking_uri.startswith("sqlite:") else None
+    on_stale = StaleTrials()
     # Importing MLflow and opening its store (~2.5 s on a new store) is Python work; loading the
     # data is zlib and NumPy work that releases the GIL. Do both at once.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -170,6 +187,7 @@ def run_study(
             Tracker, tracking_uri, spec.name, artifact_root=artifact_root, fixed_params=fixed
         )
         try:
+            study = open_study(spec, storage, heartbeat_s=heartbeat_s, on_stale=on_stale)
             data = engine.load_dataset(
                 spec.dataset,
                 data_dir=spec.data_dir,
@@ -177,64 +195,228 @@ def run_study(
                 seed=spec.seed,
                 center=spec.center,
             )
-            study = open_study(spec, storage)
         finally:
             tracker = tracker_ready.result()
+    on_stale.close_run = tracker.fail_run
     tracker.fixed_params["val_size"] = str(data.X_val.shape[0])
     _describe_study(study, spec, data)
     tracker.start_study(spec.name, spec.as_params(), spec.text)
 
+    grid = spec.grid_size is not None
     target = spec.n_trials if spec.grid_size is None else min(spec.n_trials, spec.grid_size)
-    dists = distributions(spec)
-    counts = _count(study)
+    state = _Session(spec, grid)
+    start = progress(study, grid)
     if on_start is not None:
-        on_start(sum(counts.values()), target)
-    # The best so far for the progress display, kept here: asking the storage after every
-    # trial would read every trial each time.
-    best_value = study.best_value if counts[TrialState.COMPLETE] else None
-    best: tuple[float, int, np.ndarray | None] | None = None
+        on_start(start.done, target)
+    state.best_value = (
+        study.best_value if any(t.state == TrialState.COMPLETE for t in start.trials) else None
+    )
+    try:
+        if workers > 1:
+            _run_workers(
+                spec,
+                workers,
+                home,
+                storage,
+                tracking_uri,
+                heartbeat_s,
+                study,
+                state,
+                target,
+                on_progress,
+            )
+        else:
+            _work(spec, study, data, tracker, state, target, started, heartbeat_s, on_progress)
+    except BaseException:
+        _abandon(study, state.asked, tracker)
+        tracker.end_study_failed()
+        tracker.close()
+        raise
+
+    end = progress(study, grid)
+    outcome = _outcome(spec, study, state, home, storage, tracking_uri)
+    if finish == "never" or (finish == "last" and (end.running or end.waiting)):
+        tracker.close()  # other workers are still on it: the last one closes the study
+        outcome.finished_study = False
+    else:
+        _close_study(spec, study, data, tracker, state, outcome, report, home)
+    outcome.tracking_errors = list(tracker.errors)
+    outcome.wall_s = time.perf_counter() - started
+    outcome.tracking_s = tracker.seconds
+    outcome.tracking_background_s = tracker.background_seconds
+    return outcome
+
+
+@dataclass
+class _Session:
+    """What one process keeps while it works on a study."""
+
+    spec: StudySpec
+    grid: bool
+    best_value: float | None = None  # the best so far, for the progress display
+    best: tuple[float, int, np.ndarray | None] | None = None  # this session's best trial
     # What the report needs from this session's trials, kept rather than read back from MLflow:
     # each trial's validation curve, and the weights of every cell of a grid.
-    histories: dict[int, list[float]] = {}
-    kept_weights: dict[int, np.ndarray] = {}
-    keep_all_weights = spec.learning_rate.values is not None and spec.reg.values is not None
-    trials_run, train_s = 0, 0.0
-    asked: list[Trial] = []  # this process's trials, failed if it is interrupted
+    histories: dict[int, list[float]] = field(default_factory=dict)
+    weights: dict[int, np.ndarray] = field(default_factory=dict)
+    asked: list[Trial] = field(default_factory=list)  # failed if this process is interrupted
+    trials_run: int = 0
+    train_s: float = 0.0
+
+    def record(
+        self, trial: Trial, state: str, value: float | None, weights: Any, curve: Any
+    ) -> None:
+        self.trials_run += 1
+        self.histories[trial.number] = curve
+        keep_all = self.spec.learning_rate.values is not None and self.spec.reg.values is not None
+        if state == "COMPLETE" and weights is not None and keep_all:
+            self.weights[trial.number] = weights
+        if state == "COMPLETE" and value is not None:
+            if self.best is None or value > self.best[0]:
+                self.best = (value, trial.number, weights)
+            self.best_value = value if self.best_value is None else max(self.best_value, value)
+
+
+def _work(
+    spec: StudySpec,
+    study: optuna.Study,
+    data: engine.Dataset,
+    tracker: Tracker,
+    state: _Session,
+    target: int,
+    started: float,
+    heartbeat_s: int,
+    on_progress: Callable[[int, float | None], None] | None,
+) -> None:
+    """The ask / train / tell loop of one worker, until the study's target is done."""
+    from optuna.storages import fail_stale_trials
+
+    dists = distributions(spec)
+    storage = study._storage  # the RDBStorage that open_study made (heartbeats)
+    heartbeat = Heartbeat(storage, heartbeat_s)  # type: ignore[arg-type]
+    me = worker_name()
     try:
         while True:
-            finished = sum(_count(study).values())
-            if finished >= target:
-                break
+            fail_stale_trials(study)  # a dead worker's trials: FAIL, run closed, retried
+            now = progress(study, state.grid)
+            if on_progress is not None:
+                on_progress(now.done, state.best_value)
+            if now.done >= target:
+                return
             if spec.timeout_s is not None and time.perf_counter() - started > spec.timeout_s:
-                break
-            trials = [study.ask(dists) for _ in range(min(spec.side_by_side, target - finished))]
-            asked = trials
+                return
+            if state.grid and not now.waiting:
+                enqueue_missing(study, spec, now)
+            n = min(spec.side_by_side, target - now.done - now.running)
+            if n <= 0:  # the rest is running in other workers: wait for them (or their death)
+                time.sleep(min(2.0, heartbeat_s / 2))
+                continue
+            trials = [study.ask(dists) for _ in range(n)]
+            state.asked = trials
+            heartbeat.add(t._trial_id for t in trials)
+            trials = _drop_duplicates(study, trials, state.grid)
+            for trial in trials:
+                trial.set_user_attr("worker", me)
             groups: dict[int, list[Trial]] = defaultdict(list)
             for trial in trials:
                 groups[int(trial.params["batch_size"])].append(trial)
             for batch_size, group in sorted(groups.items()):
                 t0 = time.perf_counter()
                 results = _train_group(spec, data, group, batch_size, tracker)
-                train_s += time.perf_counter() - t0
-                for trial, (state, value, weights, curve) in zip(group, results, strict=True):
-                    trials_run += 1
-                    histories[trial.number] = curve
-                    if state == "COMPLETE" and weights is not None and keep_all_weights:
-                        kept_weights[trial.number] = weights
-                    if state == "COMPLETE" and value is not None:
-                        if best is None or value > best[0]:
-                            best = (value, trial.number, weights)
-                        best_value = value if best_value is None else max(best_value, value)
-                    if on_trial_done is not None:
-                        on_trial_done(trial.number, best_value)
-    except BaseException:
-        _abandon(study, asked, tracker)
-        tracker.end_study_failed()
-        tracker.close()
-        raise
+                state.train_s += time.perf_counter() - t0
+                heartbeat.remove(t._trial_id for t in group)
+                for trial, result in zip(group, results, strict=True):
+                    state.record(trial, *result)
+    finally:
+        heartbeat.stop()
 
+
+def _drop_duplicates(study: optuna.Study, trials: list[Trial], grid: bool) -> list[Trial]:
+    """Grid cells another trial already holds: told FAIL as duplicates, never trained."""
+    if not grid:
+        return trials
+    now = progress(study, grid)
+    keep = []
+    for trial in trials:
+        holder = now.duplicate_of(trial)
+        if holder is None:
+            keep.append(trial)
+        else:
+            trial.set_user_attr("fail_reason", f"{DUPLICATE}: trial #{holder} has it")
+            study.tell(trial, state=TrialState.FAIL)
+    return keep
+
+
+def _run_workers(
+    spec: StudySpec,
+    n: int,
+    home: Path,
+    storage: str,
+    tracking_uri: str,
+    heartbeat_s: int,
+    study: optuna.Study,
+    state: _Session,
+    target: int,
+    on_progress: Callable[[int, float | None], None] | None,
+) -> None:
+    """`sweep run --workers N`: N `sweep worker` processes on the same stores; this process
+    shows the progress and closes the study when they are done."""
+    import subprocess
+    import sys
+
+    if not spec.source or not Path(spec.source).is_file():
+        raise ValueError("--workers needs the study's file: run it as `sweep run FILE.toml`.")
+    env = dict(os.environ)
+    threads = str(max(1, (os.cpu_count() or 1) // n))
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, threads)  # N processes share the cores: no oversubscription
+    command = [
+        sys.executable, "-m", "sweep", "worker", spec.source, "--home", str(home),
+        "--storage", storage, "--tracking-uri", tracking_uri,
+        "--heartbeat", str(heartbeat_s), "--finish", "never", "--quiet",
+    ]  # fmt: skip
+    children = [
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(n)
+    ]
+    try:
+        while any(child.poll() is None for child in children):
+            time.sleep(0.5)
+            if on_progress is not None:
+                now = progress(study, state.grid)
+                complete = [
+                    float(t.value)
+                    for t in now.trials
+                    if t.state == TrialState.COMPLETE and t.value is not None
+                ]
+                on_progress(now.done, max(complete) if complete else None)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            child.wait()
+    failed = [c for c in children if c.returncode != 0]
+    if failed:
+        tail = (failed[0].stderr.read() if failed[0].stderr else b"").decode()[-2000:]
+        raise RuntimeError(
+            f"{len(failed)} of {n} workers failed (exit code {failed[0].returncode}). "
+            f"The first one said: {tail.strip() or '(nothing)'}"
+        )
+    if progress(study, state.grid).done < target:
+        raise RuntimeError(f"The workers stopped before study {spec.name!r} reached its target.")
+
+
+def _outcome(
+    spec: StudySpec,
+    study: optuna.Study,
+    state: _Session,
+    home: Path,
+    storage: str,
+    tracking_uri: str,
+) -> StudyOutcome:
     counts = _count(study)
-    outcome = StudyOutcome(
+    return StudyOutcome(
         study_name=spec.name,
         n_complete=counts[TrialState.COMPLETE],
         n_pruned=counts[TrialState.PRUNED],
@@ -244,19 +426,33 @@ def run_study(
         best_trial=None,
         test_accuracy=None,
         wall_s=0.0,
-        trials_this_run=trials_run,
-        train_s=train_s,
+        trials_this_run=state.trials_run,
+        train_s=state.train_s,
         home=home,
         storage=storage,
         tracking_uri=tracking_uri,
     )
+
+
+def _close_study(
+    spec: StudySpec,
+    study: optuna.Study,
+    data: engine.Dataset,
+    tracker: Tracker,
+    state: _Session,
+    outcome: StudyOutcome,
+    report: bool,
+    home: Path,
+) -> None:
+    """Test-set accuracy of the best trial (once), the report, the study run's last values."""
     if outcome.n_complete:
         best_trial = study.best_trial
         outcome.best_params = dict(best_trial.params)
         outcome.best_value = best_trial.value
         outcome.best_trial = best_trial.number
+        best = state.best
         weights = best[2] if best is not None and best[1] == best_trial.number else None
-        if weights is None:  # the best trial ran in an earlier session: fetch its weights
+        if weights is None:  # the best trial ran in another session or worker
             run_id = best_trial.user_attrs.get(RUN_ID_ATTR)
             weights = tracker.download_weights(run_id) if run_id else None
         if weights is not None:
@@ -264,14 +460,19 @@ def run_study(
             outcome.test_accuracy = engine.accuracy(weights, data.X_test, data.y_test)
             study.set_user_attr("test_accuracy", outcome.test_accuracy)
             study.set_user_attr("best_trial_for_test", best_trial.number)
-            kept_weights[best_trial.number] = weights
+            state.weights[best_trial.number] = weights
     if report and (outcome.n_complete or outcome.n_pruned or outcome.n_failed):
         from .studyview import gather
 
-        # This session's weights and curves come from memory, earlier sessions' from MLflow
+        # This session's weights and curves come from memory, the others' from MLflow
         # (finished runs); this session's runs keep finishing in the tracker's thread meanwhile.
         view = gather(
-            study, spec, tracker, weights=kept_weights, histories=histories, links=_links(outcome)
+            study,
+            spec,
+            tracker,
+            weights=state.weights,
+            histories=state.histories,
+            links=_links(outcome),
         )
         written = reports.write_report(view, report_folder(home, spec.name))
         tracker.log_reports(written.folder)
@@ -292,11 +493,6 @@ def run_study(
         },
     )
     tracker.close()
-    outcome.tracking_errors = list(tracker.errors)
-    outcome.wall_s = time.perf_counter() - started
-    outcome.tracking_s = tracker.seconds
-    outcome.tracking_background_s = tracker.background_seconds
-    return outcome
 
 
 def report_folder(home: Path, study_name: str) -> Path:
@@ -392,7 +588,7 @@ def _train_group(
         out: list[tuple[str, float | None, np.ndarray | None, list[float]]] = []
         for trial, run_id in zip(group, run_ids, strict=True):
             trial.set_user_attr("fail_reason", reason)
-            _tell(trial.study, trial, state=TrialState.FAIL)
+            trial.study.tell(trial, state=TrialState.FAIL)
             tracker.finish_trial(
                 run_id, TrialRecord(trial.number, "FAIL", trial.params, [], reason=reason)
             )
@@ -413,14 +609,14 @@ def _train_group(
         final = {k: v for k, v in final.items() if not math.isnan(v)}
         if result.status == "completed":
             state, value = "COMPLETE", result.val_accuracy
-            _tell(trial.study, trial, values=[value])
+            trial.study.tell(trial, values=[value])
         elif result.status == "stopped":
             state, value = "PRUNED", None
-            _tell(trial.study, trial, state=TrialState.PRUNED)
+            trial.study.tell(trial, state=TrialState.PRUNED)
         else:
             state, value = "FAIL", None
             trial.set_user_attr("fail_reason", result.reason)
-            _tell(trial.study, trial, state=TrialState.FAIL)
+            trial.study.tell(trial, state=TrialState.FAIL)
         tracker.finish_trial(
             run_id,
             TrialRecord(
@@ -449,6 +645,6 @@ def _abandon(study: optuna.Study, asked: list[Trial], tracker: Tracker) -> None:
             study.tell(trial, state=TrialState.FAIL)
             run_id = study.trials[trial.number].user_attrs.get(RUN_ID_ATTR)
             if run_id:
-                tracker.fail_run(run_id)
+                tracker.fail_run(run_id, "interrupted")
         except Exception:  # best effort while already failing
             pass

@@ -30,15 +30,12 @@ def distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
     if spec.sampler == "grid":
-        assert spec.learning_rate.values is not None and spec.reg.values is not None
-        return optuna.samplers.GridSampler(
-            {
-                "learning_rate": list(spec.learning_rate.values),
-                "reg": list(spec.reg.values),
-                "batch_size": list(spec.batch_size),
-            },
-            seed=spec.seed,
-        )
+        # Every cell goes through Optuna's trial queue (sweep/workers.py: enqueue_missing), the
+        # way to give each cell to exactly one of several workers; GridSampler itself picks
+        # cells at random per worker (duplicates) and fails on enqueued trials in Optuna 5.0
+        # (after_trial reads a grid_id they do not have). The queue hands out fixed params, so
+        # the sampler only matters if it is ever asked for a value: then it draws from the grid.
+        return optuna.samplers.RandomSampler(seed=spec.seed)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=spec.seed)
     if spec.sampler == "tpe":

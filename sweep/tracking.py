@@ -49,6 +49,27 @@ def _client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri)
 
 
+def _check_server(uri: str, timeout_s: float = 5.0) -> None:
+    """An MLflow server that does not answer /health: a clear error now, not minutes of
+    retries later."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as reply:
+            if reply.status == 200:
+                return
+            problem = f"HTTP {reply.status}"
+    except urllib.error.HTTPError as exc:
+        problem = f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    raise RuntimeError(
+        f"The MLflow tracking server at {uri} did not answer {uri.rstrip('/')}/health within "
+        f"{timeout_s:g} s ({problem}). Check --tracking-uri and that `mlflow server` is running."
+    )
+
+
 @dataclass
 class TrialRecord:
     """What one finished trial leaves in its MLflow run."""
@@ -77,6 +98,8 @@ class Tracker:
         from mlflow.exceptions import MlflowException
 
         self.tracking_uri = tracking_uri
+        if tracking_uri.startswith(("http://", "https://")):
+            _check_server(tracking_uri)
         self.client = _client(tracking_uri)
         self.fixed_params = dict(fixed_params or {})
         try:
@@ -90,9 +113,15 @@ class Tracker:
                 location = (
                     (artifact_root / experiment).resolve().as_uri() if artifact_root else None
                 )
-                self.experiment_id = self.client.create_experiment(
-                    experiment, artifact_location=location
-                )
+                try:
+                    self.experiment_id = self.client.create_experiment(
+                        experiment, artifact_location=location
+                    )
+                except MlflowException:  # another worker created it just now
+                    found = self.client.get_experiment_by_name(experiment)
+                    if found is None:
+                        raise
+                    self.experiment_id = found.experiment_id
             else:
                 self.experiment_id = found.experiment_id
         except MlflowException as exc:
@@ -123,6 +152,13 @@ class Tracker:
                 tags={"softsweep.role": "study", "optuna.study": study_name},
             )
             self.parent_id = run.info.run_id
+            oldest = self.find_study_run(study_name)
+            if oldest is not None and oldest != self.parent_id:  # another worker was first
+                self.client.delete_run(self.parent_id)
+                self.parent_id = oldest
+                self.client.update_run(self.parent_id, status="RUNNING")
+                self.seconds += time.perf_counter() - t0
+                return self.parent_id
             from mlflow.entities import Param
 
             self.client.log_batch(self.parent_id, params=[Param(k, v) for k, v in params.items()])
@@ -134,7 +170,9 @@ class Tracker:
     def find_study_run(self, study_name: str) -> str | None:
         """The run id of the study's parent run, if it has one."""
         query = f"tags.`softsweep.role` = 'study' and tags.`optuna.study` = '{study_name}'"
-        found = self.client.search_runs([self.experiment_id], query, max_results=1)
+        found = self.client.search_runs(
+            [self.experiment_id], query, max_results=1, order_by=["attributes.start_time ASC"]
+        )
         return str(found[0].info.run_id) if found else None
 
     def log_reports(self, folder: Path) -> None:
@@ -219,8 +257,14 @@ class Tracker:
         finally:
             self.background_seconds += time.perf_counter() - t0
 
-    def fail_run(self, run_id: str) -> None:
-        self.client.set_terminated(run_id, "FAILED")
+    def fail_run(self, run_id: str, reason: str = "") -> None:
+        """Close a run as FAILED (its trial was interrupted or its worker died)."""
+        try:
+            if reason:
+                self.client.set_tag(run_id, "softsweep.fail_reason", reason[:5000])
+            self.client.set_terminated(run_id, "FAILED")
+        except Exception as exc:  # best effort: the run may be gone
+            self.errors.append(f"run {run_id}: {type(exc).__name__}: {exc}")
 
     def flush(self) -> None:
         for future in self._pending:
