@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/bootstrap.sh
 bash scripts/ensure-data.sh
+bash scripts/ensure-postgres.sh
 ruff check .
 ruff format --check .
 mypy

@@ -197,6 +197,33 @@ def worker(
     _sweep(study_file, home, storage, tracking_uri, heartbeat, finish=finish, quiet=quiet)
 
 
+@main.command()
+@click.argument("study_file", type=click.Path(path_type=Path))
+@_HOME
+@_STORAGE
+@_TRACKING
+@friendly_errors
+def create(
+    study_file: Path, home: Path | None, storage: str | None, tracking_uri: str | None
+) -> None:
+    """Create the study of STUDY_FILE in the stores (and queue a grid's cells), then exit.
+
+    The one-shot step before starting workers; running it again changes nothing.
+    """
+    from .runner import prepare_study, resolve_home
+    from .spec import load_spec
+
+    spec = load_spec(study_file)
+    queued = prepare_study(
+        spec, home=resolve_home(home), storage=storage, tracking_uri=tracking_uri
+    )
+    click.echo(
+        f"study {spec.name!r} is ready"
+        + (f"; {queued} grid cells queued" if queued else "")
+        + f". Start workers with: sweep worker {study_file} (same --storage and --tracking-uri)"
+    )
+
+
 def _sweep(
     study_file: Path,
     home: Path | None,

@@ -368,14 +368,19 @@ class Report:
         return self.folder / FILES["index"]
 
 
+def _tmp(path: Path) -> Path:
+    """A temporary name of this process's own: two workers may write one report at once."""
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
 def _save(fig: Figure, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp(path)
     fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=DPI)
     os.replace(tmp, path)
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 

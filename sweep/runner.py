@@ -46,6 +46,7 @@ __all__ = [
     "default_storage",
     "load_study",
     "open_study",
+    "prepare_study",
     "report_folder",
     "resolve_home",
     "run_study",
@@ -92,9 +93,11 @@ class StudyOutcome:
 
 
 def _count(study: optuna.Study) -> dict[TrialState, int]:
+    """Finished trials by state; grid duplicates (never trained) are not failures."""
     counts: dict[TrialState, int] = defaultdict(int)
     for t in study.get_trials(deepcopy=False, states=FINISHED_STATES):
-        counts[t.state] += 1
+        if not str(t.user_attrs.get("fail_reason", "")).startswith(DUPLICATE):
+            counts[t.state] += 1
     return counts
 
 
@@ -128,6 +131,26 @@ def open_study(
             "reachable."
         ) from None
     return study
+
+
+def prepare_study(
+    spec: StudySpec, *, home: Path, storage: str | None = None, tracking_uri: str | None = None
+) -> int:
+    """Create the study, its MLflow experiment and study run, and queue a grid's cells, without
+    training: the one-shot step before workers start (`sweep create`). Returns the number of
+    cells queued. Safe to repeat."""
+    storage = storage or default_storage(home)
+    tracking_uri = tracking_uri or default_tracking_uri(home)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    artifact_root = home / "mlartifacts" if tracking_uri.startswith("sqlite:") else None
+    tracker = Tracker(tracking_uri, spec.name, artifact_root=artifact_root)
+    try:
+        study = open_study(spec, storage)
+        tracker.start_study(spec.name, spec.as_params(), spec.text)
+        now = progress(study, spec.grid_size is not None)
+        return enqueue_missing(study, spec, now) if not now.waiting else 0
+    finally:
+        tracker.close()
 
 
 def load_study(study_name: str, storage: str) -> optuna.Study:
@@ -211,6 +234,8 @@ def run_study(
     state.best_value = (
         study.best_value if any(t.state == TrialState.COMPLETE for t in start.trials) else None
     )
+    if grid and not start.waiting:
+        enqueue_missing(study, spec, start)  # before any worker asks: no duplicates
     try:
         if workers > 1:
             _run_workers(
@@ -305,18 +330,20 @@ def _work(
                 return
             if spec.timeout_s is not None and time.perf_counter() - started > spec.timeout_s:
                 return
-            if state.grid and not now.waiting:
-                enqueue_missing(study, spec, now)
-            n = min(spec.side_by_side, target - now.done - now.running)
+            if state.grid:  # take queued cells only (asking more would invent duplicates)
+                waiting = now.waiting or enqueue_missing(study, spec, now)
+                n = min(spec.side_by_side, waiting)
+            else:
+                n = min(spec.side_by_side, target - now.done - now.running)
             if n <= 0:  # the rest is running in other workers: wait for them (or their death)
                 time.sleep(min(2.0, heartbeat_s / 2))
                 continue
             trials = [study.ask(dists) for _ in range(n)]
             state.asked = trials
             heartbeat.add(t._trial_id for t in trials)
-            trials = _drop_duplicates(study, trials, state.grid)
             for trial in trials:
                 trial.set_user_attr("worker", me)
+            trials = _drop_duplicates(study, trials, state.grid)
             groups: dict[int, list[Trial]] = defaultdict(list)
             for trial in trials:
                 groups[int(trial.params["batch_size"])].append(trial)

@@ -47,9 +47,16 @@ __all__ = [
 ]
 
 # We drive heartbeats and stale-trial checks ourselves, around ask/tell: Optuna's reminders that
-# it expects optimize() and that fail_stale_trials is experimental are expected, not news.
+# it expects optimize() and that these parts are experimental are expected, not news.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-warnings.filterwarnings("ignore", message=".*fail_stale_trials is experimental")
+for _experimental in (
+    ".*fail_stale_trials is experimental",
+    "RetryHeartbeatStaleTrialCallback is experimental",
+    "Argument ``heartbeat_interval`` is an experimental",
+    "Argument ``grace_period`` is an experimental",
+    "Argument ``heartbeat_stale_trial_callback`` is an experimental",
+):
+    warnings.filterwarnings("ignore", message=_experimental)
 
 HEARTBEAT_S = 10  # a dead worker's trials are retried after 3x this
 MAX_RETRY = 2
@@ -93,17 +100,52 @@ def make_storage(
     elif url.startswith("sqlite"):
         # Several local workers share the file: wait for a lock rather than fail at 5 s.
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    return RDBStorage(
+    storage = RDBStorage(
         url,
         engine_kwargs=engine_kwargs,
         heartbeat_interval=heartbeat_s,
         grace_period=3 * heartbeat_s,
         heartbeat_stale_trial_callback=on_stale,
     )
+    if url.startswith("sqlite"):
+        _serialize_sqlite(storage)
+    return storage
+
+
+def _serialize_sqlite(storage: RDBStorage) -> None:
+    """Make every SQLite transaction take the write lock when it begins (BEGIN IMMEDIATE).
+
+    Optuna gives a WAITING trial to one worker by reading its state and writing RUNNING in one
+    transaction with SELECT ... FOR UPDATE, which PostgreSQL honours and SQLite ignores: two
+    local workers could both pop the same queued grid cell (seen with 4 workers: "Cannot tell
+    a COMPLETE trial"). With the lock taken at BEGIN the read and the write are atomic. This is
+    SQLAlchemy's documented recipe for pysqlite.
+    """
+    from sqlalchemy import event
+
+    engine = storage.engine
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners existed are closed
+
+
+PARAMS = ("learning_rate", "reg", "batch_size")
 
 
 def cell_of(params: dict[str, Any]) -> tuple[float, float, int]:
     return (float(params["learning_rate"]), float(params["reg"]), int(params["batch_size"]))
+
+
+def _has_cell(params: dict[str, Any] | None) -> bool:
+    """A trial being asked elsewhere may hold only some of its params yet."""
+    return bool(params) and all(k in params for k in PARAMS)  # type: ignore[operator]
 
 
 def grid_cells(spec: StudySpec) -> list[tuple[float, float, int]]:
@@ -139,18 +181,20 @@ class Progress:
     def __init__(self, trials: Iterable[FrozenTrial], grid: bool) -> None:
         self.trials = list(trials)
         done = [t for t in self.trials if is_done(t)]
-        self.done = len({cell_of(t.params) for t in done}) if grid else len(done)
+        self.done = (
+            len({cell_of(t.params) for t in done if _has_cell(t.params)}) if grid else len(done)
+        )
         self.running = sum(t.state == TrialState.RUNNING for t in self.trials)
         self.waiting = sum(t.state == TrialState.WAITING for t in self.trials)
         self.taken = {
             cell_of(t.params): t.number
             for t in sorted(self.trials, key=lambda t: -t.number)
-            if (is_done(t) or t.state == TrialState.RUNNING) and t.params
+            if (is_done(t) or t.state == TrialState.RUNNING) and _has_cell(t.params)
         }
         queued = [
             t.system_attrs.get("fixed_params") for t in self.trials if t.state.name == "WAITING"
         ]
-        self.covered = set(self.taken) | {cell_of(q) for q in queued if q}
+        self.covered = set(self.taken) | {cell_of(q) for q in queued if q and _has_cell(q)}
 
     def duplicate_of(self, trial: optuna.trial.Trial) -> int | None:
         """The trial that already holds this trial's grid cell, if an earlier one does."""

@@ -21,7 +21,7 @@ def blob_images(
     d = flat.shape[1]
     band = max(1, d // n_classes)
     for i, label in enumerate(labels):
-        flat[i, label * band : (label + 1) * band] += 150
+        flat[i, int(label) * band : (int(label) + 1) * band] += 150
     return np.clip(images, 0, 255).astype(np.uint8), labels
 
 

@@ -1,0 +1,274 @@
+"""Many workers as real processes: a real PostgreSQL (Optuna's storage), a real `mlflow server`
+(on its own PostgreSQL database, artifacts served), `sweep worker` processes, a SIGKILL; and 4
+local workers on the embedded SQLite stores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from click.testing import CliRunner
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from sweep.cli import main
+from tests.helpers import spec_text, write_idx_dataset
+from tests.servers import mlflow_server, postgres
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory):
+    """PostgreSQL with two databases, and an MLflow server on the second one."""
+    with postgres() as urls:
+        artifacts = tmp_path_factory.mktemp("served") / "artifacts"
+        with mlflow_server(urls["mlflow"], artifacts) as tracking:
+            yield urls["optuna"], tracking
+
+
+@pytest.fixture(scope="module")
+def data_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_idx_dataset(tmp_path_factory.mktemp("data") / "blobs", n_train=400, n_test=150)
+
+
+def study_file(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def sweep_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sweep", *args]
+
+
+def start_workers(n: int, path: Path, home: Path, storage: str, tracking: str, heartbeat: int):
+    return [
+        subprocess.Popen(
+            sweep_cmd(
+                "worker", str(path), "--home", str(home), "--storage", storage,
+                "--tracking-uri", tracking, "--heartbeat", str(heartbeat),
+            ),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]  # fmt: skip
+
+
+def trial_runs(tracking: str, study: str) -> list:
+    client = MlflowClient(tracking_uri=tracking)
+    experiment = client.get_experiment_by_name(study)
+    return client.search_runs([experiment.experiment_id], "tags.`softsweep.role` = 'trial'")
+
+
+def cells(trials) -> Counter:
+    return Counter(
+        (t.params["learning_rate"], t.params["reg"], t.params["batch_size"])
+        for t in trials
+        if t.state == TrialState.COMPLETE
+    )
+
+
+def only_duplicates_failed(trials) -> bool:
+    return all(
+        t.state == TrialState.COMPLETE
+        or t.user_attrs.get("fail_reason", "").startswith("duplicate grid cell: trial #")
+        for t in trials
+    )
+
+
+def test_three_workers_on_postgres_and_an_mlflow_server_do_every_cell_once(
+    servers, data_folder: Path, tmp_path: Path
+) -> None:
+    storage, tracking = servers
+    text = spec_text(
+        "pg-grid",
+        data_folder,
+        lr="{ values = [0.03, 0.3, 1.0] }",
+        reg="{ values = [0.0, 1e-3, 1e-2] }",
+        batch="[16]",
+        side_by_side=2,
+    )
+    path = study_file(tmp_path, "pg-grid", text)
+    create = subprocess.run(
+        sweep_cmd("create", str(path), "--storage", storage, "--tracking-uri", tracking,
+                  "--home", str(tmp_path / "h")),
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert create.returncode == 0, create.stderr
+    assert "9 grid cells queued" in create.stdout
+    workers = start_workers(3, path, tmp_path / "h", storage, tracking, heartbeat=2)
+    outputs = [w.communicate(timeout=240) for w in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err
+        assert "Traceback" not in err and "database is locked" not in err
+    trials = optuna.load_study(study_name="pg-grid", storage=storage).trials
+    # Every cell completed exactly once; nothing failed but, at most, a duplicate that two
+    # workers asked for the last queued cells at once (told FAIL as such, never trained).
+    assert len(cells(trials)) == 9 and set(cells(trials).values()) == {1}
+    assert only_duplicates_failed(trials)
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2  # the work was shared
+    trials = [t for t in trials if t.state == TrialState.COMPLETE]
+    runs = trial_runs(tracking, "pg-grid")  # one FINISHED run per completed trial
+    assert sorted(int(r.data.tags["optuna.trial"]) for r in runs) == sorted(
+        t.number for t in trials
+    )
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    for t in trials:  # the run id on each trial is its run
+        assert t.user_attrs["mlflow_run_id"] in {r.info.run_id for r in runs}
+    # The last worker closed the study: summary printed once the others were done.
+    assert sum("test accuracy" in out for out, _ in outputs) >= 1
+
+
+def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(servers, tmp_path: Path) -> None:
+    storage, tracking = servers
+    # Bigger data and more epochs: a trial lasts long enough (~1 s) to be killed inside it.
+    data = write_idx_dataset(tmp_path / "big", n_train=6000, n_test=200, image_shape=(28, 28))
+    text = spec_text(
+        "pg-kill",
+        data,
+        lr="{ values = [0.03, 0.3] }",
+        reg="{ values = [0.0, 1e-3] }",
+        batch="[16]",
+        side_by_side=1,
+        epochs=12,
+    )
+    path = study_file(tmp_path, "pg-kill", text)
+    home = tmp_path / "h"
+    create = sweep_cmd(
+        "create", str(path), "--storage", storage, "--tracking-uri", tracking, "--home", str(home)
+    )
+    assert subprocess.run(create, cwd=ROOT, capture_output=True).returncode == 0
+    victim, survivor = start_workers(2, path, home, storage, tracking, heartbeat=1)
+    study = optuna.load_study(study_name="pg-kill", storage=storage)
+    deadline = time.monotonic() + 120
+    killed = None
+    while killed is None and time.monotonic() < deadline:
+        for t in study.get_trials(states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("worker", "").endswith(f":{victim.pid}") and t.user_attrs.get(
+                "mlflow_run_id"
+            ):
+                os.kill(victim.pid, signal.SIGKILL)
+                killed = t
+                break
+        time.sleep(0.05)
+    assert killed is not None, "the victim never started a trial"
+    victim.wait()
+    _, err = survivor.communicate(timeout=240)
+    assert survivor.returncode == 0, err
+    trials = {t.number: t for t in study.get_trials()}
+    # The killed trial is FAIL (by heartbeat) and its params ran again as a new trial.
+    assert trials[killed.number].state == TrialState.FAIL
+    retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
+    assert retries[0].params == killed.params
+    # Every cell completed exactly once.
+    assert len(cells(trials.values())) == 4 and set(cells(trials.values()).values()) == {1}
+    # Its MLflow run is not left RUNNING.
+    run = MlflowClient(tracking_uri=tracking).get_run(killed.user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED"
+    assert "stopped sending heartbeats" in run.data.tags["softsweep.fail_reason"]
+
+
+def test_four_local_workers_on_the_embedded_sqlite_stores(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    text = spec_text(
+        "local4",
+        data_folder,
+        lr="{ values = [0.01, 0.03, 0.3, 1.0] }",
+        reg="{ values = [0.0, 1e-4, 1e-3, 1e-2] }",
+        batch="[16]",
+        side_by_side=2,
+    )
+    path = study_file(tmp_path, "local4", text)
+    home = tmp_path / "home"
+    result = subprocess.run(
+        sweep_cmd("run", str(path), "--home", str(home), "--workers", "4"),
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "database is locked" not in result.stderr + result.stdout
+    assert "16 completed, 0 pruned, 0 failed" in result.stdout
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    trials = optuna.load_study(study_name="local4", storage=storage).trials
+    # No lost trial: every cell completed exactly once.
+    assert len(cells(trials)) == 16 and set(cells(trials).values()) == {1}
+    assert only_duplicates_failed(trials)
+    assert len({t.user_attrs["worker"] for t in trials if "worker" in t.user_attrs}) >= 2
+    runs = trial_runs(f"sqlite:///{home / 'mlflow.db'}", "local4")
+    assert len(runs) == 16 and {r.info.status for r in runs} == {"FINISHED"}
+    assert (home / "reports" / "local4" / "index.html").is_file()
+
+
+def test_an_unreachable_tracking_server_fails_fast_before_training(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    path = study_file(tmp_path, "x", spec_text("unreach", data_folder))
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        main,
+        ["worker", str(path), "--home", str(tmp_path / "h"), "--tracking-uri",
+         "http://127.0.0.1:9"],
+    )  # fmt: skip
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 1
+    assert "The MLflow tracking server at http://127.0.0.1:9 did not answer" in result.output
+    storage = f"sqlite:///{tmp_path / 'h' / 'optuna.db'}"
+    assert optuna.load_study(study_name="unreach", storage=storage).trials == []
+
+
+def test_an_unreachable_database_fails_within_seconds(data_folder: Path, tmp_path: Path) -> None:
+    path = study_file(tmp_path, "x", spec_text("unreach-db", data_folder))
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        main,
+        ["worker", str(path), "--home", str(tmp_path / "h"), "--storage",
+         "postgresql+psycopg2://u:p@10.255.255.1:5432/db"],
+    )  # fmt: skip
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 1
+    assert "Could not open the Optuna storage postgresql+psycopg2://u:p@10.255.255.1" in (
+        result.output
+    )
+
+
+def test_compose_file_describes_the_team_setup() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "mlflow", "create", "worker"}
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    mlflow = services["mlflow"]
+    command = " ".join(mlflow["command"])
+    for flag in ("--backend-store-uri", "--artifacts-destination", "--allowed-hosts"):
+        assert flag in command
+    assert "postgresql+psycopg2://" in command
+    assert mlflow["environment"]["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert "/health" in " ".join(mlflow["healthcheck"]["test"])
+    assert mlflow["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["create"]["command"][:2] == ["sweep", "create"]
+    assert services["create"]["restart"] == "no"
+    worker = services["worker"]
+    assert worker["command"][:2] == ["sweep", "worker"]
+    assert worker["depends_on"]["create"]["condition"] == "service_completed_successfully"
+    for service in services.values():  # nothing beyond the host's loopback
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:")
+    # Credentials come from .env; the example names every variable the file uses.
+    text = (ROOT / "docker-compose.yml").read_text()
+    example = (ROOT / ".env.example").read_text()
+    for variable in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
+        assert "${" + variable in text and f"{variable}=" in example
+    assert "COPY" in (ROOT / "Dockerfile").read_text()
