@@ -336,6 +336,7 @@ def summary_table(outcome: Any) -> str:
             f"{outcome.tracking_s / n_track * 1e3:.1f} ms/trial waited, "
             f"{outcome.tracking_background_s / n_track * 1e3:.1f} ms/trial in background",
         ],
+        ["optuna calls", f"{outcome.storage_s / n_track * 1e3:.1f} ms/trial waited"],
         ["optuna storage", outcome.storage],
         ["mlflow tracking", outcome.tracking_uri],
     ]

@@ -82,6 +82,8 @@ class StudyOutcome:
     train_s: float = 0.0
     tracking_s: float = 0.0  # time the sweep waited for tracking calls
     tracking_background_s: float = 0.0  # tracking work overlapped with training
+    engine_s: float = 0.0  # inside train_many
+    storage_s: float = 0.0  # the loop minus training and tracking: Optuna's storage calls
     home: Path | None = None
     storage: str = ""
     tracking_uri: str = ""
@@ -266,6 +268,8 @@ def run_study(
     else:
         _close_study(spec, study, data, tracker, state, outcome, report, home)
     outcome.tracking_errors = list(tracker.errors)
+    outcome.engine_s = state.engine_s
+    outcome.storage_s = max(0.0, state.loop_s - state.engine_s - tracker.seconds)
     outcome.wall_s = time.perf_counter() - started
     outcome.tracking_s = tracker.seconds
     outcome.tracking_background_s = tracker.background_seconds
@@ -286,7 +290,9 @@ class _Session:
     weights: dict[int, np.ndarray] = field(default_factory=dict)
     asked: list[Trial] = field(default_factory=list)  # failed if this process is interrupted
     trials_run: int = 0
-    train_s: float = 0.0
+    train_s: float = 0.0  # in _train_group: training, tracking calls, Optuna tells
+    engine_s: float = 0.0  # in train_many itself
+    loop_s: float = 0.0  # the whole ask / train / tell loop
 
     def record(
         self, trial: Trial, state: str, value: float | None, weights: Any, curve: Any
@@ -320,6 +326,7 @@ def _work(
     storage = study._storage  # the RDBStorage that open_study made (heartbeats)
     heartbeat = Heartbeat(storage, heartbeat_s)  # type: ignore[arg-type]
     me = worker_name()
+    loop_started = time.perf_counter()
     try:
         while True:
             fail_stale_trials(study)  # a dead worker's trials: FAIL, run closed, retried
@@ -349,13 +356,14 @@ def _work(
                 groups[int(trial.params["batch_size"])].append(trial)
             for batch_size, group in sorted(groups.items()):
                 t0 = time.perf_counter()
-                results = _train_group(spec, data, group, batch_size, tracker)
+                results = _train_group(spec, data, group, batch_size, tracker, state)
                 state.train_s += time.perf_counter() - t0
                 heartbeat.remove(t._trial_id for t in group)
                 for trial, result in zip(group, results, strict=True):
                     state.record(trial, *result)
     finally:
         heartbeat.stop()
+        state.loop_s += time.perf_counter() - loop_started
 
 
 def _drop_duplicates(study: optuna.Study, trials: list[Trial], grid: bool) -> list[Trial]:
@@ -564,6 +572,7 @@ def _train_group(
     group: list[Trial],
     batch_size: int,
     tracker: Tracker,
+    session: _Session | None = None,
 ) -> list[tuple[str, float | None, np.ndarray | None, list[float]]]:
     """Train one group side by side; tell Optuna and hand each run to the tracker. Returns each
     trial's state, value, weights and validation curve."""
@@ -622,6 +631,8 @@ def _train_group(
             out.append(("FAIL", None, None, []))
         return out
     group_s = time.perf_counter() - t0
+    if session is not None:
+        session.engine_s += group_s
 
     out = []
     for trial, run_id, result in zip(group, run_ids, results, strict=True):
