@@ -256,7 +256,8 @@ def run_study(
             _work(spec, study, data, tracker, state, target, started, heartbeat_s, on_progress)
     except BaseException:
         _abandon(study, state.asked, tracker)
-        tracker.end_study_failed()
+        if finish == "always":  # a worker leaves the study's run to the workers still going
+            tracker.end_study_failed()
         tracker.close()
         raise
 
