@@ -228,8 +228,10 @@ def run_study(
     tracker.start_study(spec.name, spec.as_params(), spec.text)
 
     grid = spec.grid_size is not None
-    target = spec.n_trials if spec.grid_size is None else min(spec.n_trials, spec.grid_size)
-    state = _Session(spec, grid)
+    target = spec.target
+    state = _Session(
+        spec, grid, grid_cells=spec.learning_rate.values is not None and spec.reg.values is not None
+    )
     start = progress(study, grid)
     if on_start is not None:
         on_start(start.done, target)
@@ -283,6 +285,7 @@ class _Session:
 
     spec: StudySpec
     grid: bool
+    grid_cells: bool = False  # lr and reg are lists: the gallery wants every cell's weights
     best_value: float | None = None  # the best so far, for the progress display
     best: tuple[float, int, np.ndarray | None] | None = None  # this session's best trial
     # What the report needs from this session's trials, kept rather than read back from MLflow:
@@ -300,8 +303,7 @@ class _Session:
     ) -> None:
         self.trials_run += 1
         self.histories[trial.number] = curve
-        keep_all = self.spec.learning_rate.values is not None and self.spec.reg.values is not None
-        if state == "COMPLETE" and weights is not None and keep_all:
+        if state == "COMPLETE" and weights is not None and self.grid_cells:
             self.weights[trial.number] = weights
         if state == "COMPLETE" and value is not None:
             if self.best is None or value > self.best[0]:
@@ -351,7 +353,9 @@ def _work(
             heartbeat.add(t._trial_id for t in trials)
             for trial in trials:
                 trial.set_user_attr("worker", me)
-            trials = _drop_duplicates(study, trials, state.grid)
+            kept = _drop_duplicates(study, trials, state.grid)
+            heartbeat.remove(t._trial_id for t in trials if t not in kept)
+            trials = kept
             groups: dict[int, list[Trial]] = defaultdict(list)
             for trial in trials:
                 groups[int(trial.params["batch_size"])].append(trial)

@@ -94,6 +94,11 @@ class StudySpec:
         assert self.learning_rate.values is not None and self.reg.values is not None
         return len(self.learning_rate.values) * len(self.reg.values) * len(self.batch_size)
 
+    @property
+    def target(self) -> int:
+        """Trials to get done: n_trials, capped at the number of cells for a grid."""
+        return self.n_trials if self.grid_size is None else min(self.n_trials, self.grid_size)
+
     def as_params(self) -> dict[str, str]:
         """The spec as flat strings, for the study's MLflow run."""
         return {

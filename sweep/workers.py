@@ -160,8 +160,10 @@ def grid_cells(spec: StudySpec) -> list[tuple[float, float, int]]:
 
 
 def enqueue_missing(study: optuna.Study, spec: StudySpec, now: Progress) -> int:
-    """Queue every grid cell that no trial has done, is running or is waiting for."""
-    missing = [cell for cell in grid_cells(spec) if cell not in now.covered]
+    """Queue the grid cells that no trial has done, is running or is waiting for, as many as
+    the study's target still needs (n_trials may be smaller than the grid)."""
+    room = spec.target - now.done - now.running - now.waiting
+    missing = [cell for cell in grid_cells(spec) if cell not in now.covered][: max(0, room)]
     for lr, reg, batch_size in missing:
         study.enqueue_trial({"learning_rate": lr, "reg": reg, "batch_size": batch_size})
     return len(missing)

@@ -272,3 +272,19 @@ def test_compose_file_describes_the_team_setup() -> None:
     for variable in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
         assert "${" + variable in text and f"{variable}=" in example
     assert "COPY" in (ROOT / "Dockerfile").read_text()
+
+
+def test_a_grid_larger_than_n_trials_queues_only_what_the_target_needs(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    text = spec_text(
+        "part", data_folder, n_trials=4, lr="{ values = [0.03, 0.3, 1.0] }", batch="[16]"
+    )
+    path = study_file(tmp_path, "part", text)
+    result = CliRunner().invoke(main, ["worker", str(path), "--home", str(tmp_path / "h")])
+    assert result.exit_code == 0, result.output
+    # The only worker is the last one: it closes the study instead of waiting for queued cells.
+    assert "4 completed, 0 pruned, 0 failed" in result.output
+    storage = f"sqlite:///{tmp_path / 'h' / 'optuna.db'}"
+    trials = optuna.load_study(study_name="part", storage=storage).trials
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
