@@ -40,6 +40,14 @@ def data_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_idx_dataset(tmp_path_factory.mktemp("data") / "blobs", n_train=400, n_test=150)
 
 
+@pytest.fixture(scope="module")
+def big_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Data big enough that a trial lasts about a second: long enough to kill a worker inside
+    one, and for several workers to share a grid however unevenly they start."""
+    folder = tmp_path_factory.mktemp("data") / "big"
+    return write_idx_dataset(folder, n_train=6000, n_test=200, image_shape=(28, 28))
+
+
 def study_file(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
@@ -89,16 +97,19 @@ def only_duplicates_failed(trials) -> bool:
 
 
 def test_three_workers_on_postgres_and_an_mlflow_server_do_every_cell_once(
-    servers, data_folder: Path, tmp_path: Path
+    servers, big_data: Path, tmp_path: Path
 ) -> None:
     storage, tracking = servers
+    # Trials of about a second: with tiny ones, the first worker to finish importing could
+    # do all 9 cells before the others asked for any (seen once in CI).
     text = spec_text(
         "pg-grid",
-        data_folder,
+        big_data,
         lr="{ values = [0.03, 0.3, 1.0] }",
         reg="{ values = [0.0, 1e-3, 1e-2] }",
         batch="[16]",
-        side_by_side=2,
+        side_by_side=1,
+        epochs=8,
     )
     path = study_file(tmp_path, "pg-grid", text)
     create = subprocess.run(
@@ -131,13 +142,13 @@ def test_three_workers_on_postgres_and_an_mlflow_server_do_every_cell_once(
     assert sum("test accuracy" in out for out, _ in outputs) >= 1
 
 
-def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(servers, tmp_path: Path) -> None:
+def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(
+    servers, big_data: Path, tmp_path: Path
+) -> None:
     storage, tracking = servers
-    # Bigger data and more epochs: a trial lasts long enough (~1 s) to be killed inside it.
-    data = write_idx_dataset(tmp_path / "big", n_train=6000, n_test=200, image_shape=(28, 28))
     text = spec_text(
         "pg-kill",
-        data,
+        big_data,
         lr="{ values = [0.03, 0.3] }",
         reg="{ values = [0.0, 1e-3] }",
         batch="[16]",
@@ -181,16 +192,15 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(servers, tmp_pa
     assert "stopped sending heartbeats" in run.data.tags["softsweep.fail_reason"]
 
 
-def test_four_local_workers_on_the_embedded_sqlite_stores(
-    data_folder: Path, tmp_path: Path
-) -> None:
+def test_four_local_workers_on_the_embedded_sqlite_stores(big_data: Path, tmp_path: Path) -> None:
     text = spec_text(
         "local4",
-        data_folder,
+        big_data,
         lr="{ values = [0.01, 0.03, 0.3, 1.0] }",
         reg="{ values = [0.0, 1e-4, 1e-3, 1e-2] }",
         batch="[16]",
         side_by_side=2,
+        epochs=4,
     )
     path = study_file(tmp_path, "local4", text)
     home = tmp_path / "home"
