@@ -1,4 +1,4 @@
-"""Reports: what a sweep looks like. The only module that imports matplotlib and seaborn.
+"""Reports: what a sweep looks like. The only module that imports matplotlib.
 
 `write_report(view, folder)` draws, from a `StudyView` (the study's finished trials plus what the
 stores hold about them):
@@ -41,6 +41,7 @@ from .studyview import (
     heatmap_cells,
     importances,
     mosaic,
+    power_label,
     template_columns,
     template_images,
 )
@@ -48,7 +49,7 @@ from .studyview import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["FILES", "Report", "write_report"]
+__all__ = ["FILES", "Report", "warm_up", "write_report"]
 
 FILES = {
     "heatmap": "heatmap.png",
@@ -82,8 +83,14 @@ def _params_text(t: TrialView) -> str:
     return f"lr={t.learning_rate:.3g}, reg={t.reg:.3g}, batch={t.batch_size}"
 
 
+def _ink_on(rgba: tuple[float, ...]) -> str:
+    """Dark text on a light cell, white on a dark one (WCAG relative luminance)."""
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return "#262626" if luminance > 0.408 else "white"
+
+
 def heatmap_figure(view: StudyView, cells: list[dict[str, Any]]) -> Figure:
-    import seaborn as sns
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.patches import Rectangle
@@ -95,6 +102,7 @@ def heatmap_figure(view: StudyView, cells: list[dict[str, Any]]) -> Figure:
     if vmax - vmin < 1e-3:
         vmin, vmax = vmin - 0.005, vmax + 0.005
     cmap = "viridis"
+    norm = Normalize(vmin, vmax)
     columns = min(2, len(batch_sizes))
     rows = math.ceil(len(batch_sizes) / columns)
     fig = _figure(
@@ -121,20 +129,21 @@ def heatmap_figure(view: StudyView, cells: list[dict[str, Any]]) -> Figure:
                 ax.add_patch(
                     Rectangle((col, row), 1, 1, fill=False, edgecolor="#d62728", lw=3, zorder=5)
                 )
-        sns.heatmap(
-            grid,
-            ax=ax,
-            mask=np.isnan(grid),
-            vmin=vmin,
-            vmax=vmax,
-            cmap=cmap,
-            annot=notes,
-            fmt="",
-            annot_kws={"fontsize": 7},
-            cbar=False,
-            linewidths=0.5,
-            linecolor="white",
+        mesh = ax.pcolormesh(
+            np.ma.masked_invalid(grid), cmap=cmap, norm=norm, edgecolors="white", linewidth=0.5
         )
+        for (row, col), note in np.ndenumerate(notes):
+            if note:
+                ax.text(
+                    col + 0.5,
+                    row + 0.5,
+                    note,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color=_ink_on(mesh.cmap(norm(grid[row, col]))),
+                    in_layout=False,  # inside the axes: constrained layout need not measure it
+                )
         for row, col, state, count in marks:
             colour, hatch = MARKS[state]
             ax.add_patch(
@@ -143,7 +152,12 @@ def heatmap_figure(view: StudyView, cells: list[dict[str, Any]]) -> Figure:
                 )
             )
             label = state if count == 1 else f"{state}\nn={count}"
-            ax.text(col + 0.5, row + 0.5, label, ha="center", va="center", fontsize=6.5)
+            ax.text(
+                col + 0.5, row + 0.5, label, ha="center", va="center", fontsize=6.5, in_layout=False
+            )
+        ax.set_xlim(0, lr_axis.size)
+        ax.set_ylim(reg_axis.size, 0)  # row 0 on top
+        ax.spines[:].set_visible(False)
         xs, xl = lr_axis.ticks()
         ax.set_xticks(xs, xl, rotation=0, fontsize=8)
         ys, yl = reg_axis.ticks()
@@ -153,7 +167,7 @@ def heatmap_figure(view: StudyView, cells: list[dict[str, Any]]) -> Figure:
     for row_axes in grid_axes:
         row_axes[0].set_ylabel("L2 regularization (reg)")
     fig.colorbar(
-        ScalarMappable(norm=Normalize(vmin, vmax), cmap=cmap),
+        ScalarMappable(norm=norm, cmap=cmap),
         ax=list(axes),
         label="validation accuracy",
         shrink=0.9,
@@ -230,7 +244,10 @@ def gallery_figure(
             else:
                 canvas[y0 : y0 + h, x0 : x0 + w] = 235
                 state = "not run" if cell is None else cell["state"]
-                ax.text(x0 + w / 2, y0 + h / 2, state, ha="center", va="center", fontsize=8)
+                ax.text(
+                    x0 + w / 2, y0 + h / 2, state, ha="center", va="center", fontsize=8,
+                    in_layout=False,
+                )  # fmt: skip
     ax.imshow(canvas, cmap="gray" if canvas.ndim == 2 else None, vmin=0, vmax=255)
     for x, y, label, best in texts:
         colour = "#d62728" if best else "black"
@@ -242,6 +259,7 @@ def gallery_figure(
             va="bottom",
             fontsize=7.5,
             color=colour,
+            in_layout=False,  # inside the image: constrained layout need not measure 25 labels
         )
     ax.set_xticks([i * (w + gap) + w / 2 for i in range(lr_axis.size)], lr_axis.ticks()[1])
     reg_labels = reg_axis.ticks()[1]
@@ -266,7 +284,7 @@ def gallery_figure(
 def curves_figure(
     view: StudyView, top: list[TrialView], faded: list[TrialView], curves: dict[int, list[float]]
 ) -> Figure:
-    import seaborn as sns
+    from matplotlib import colormaps
     from matplotlib.ticker import MaxNLocator
 
     fig = _figure(7.5, 4.2)
@@ -275,7 +293,8 @@ def curves_figure(
         if t.number in curves:
             ys = curves[t.number]
             ax.plot(range(1, len(ys) + 1), ys, color="#9e9e9e", alpha=0.35, lw=1)
-    palette = sns.color_palette("tab10", max(1, len(top)))
+    tab10 = colormaps["tab10"]
+    palette = [tab10(k) for k in range(tab10.N)]
     for colour, t in zip(palette, top, strict=False):
         if t.number in curves:
             ys = curves[t.number]
@@ -383,6 +402,21 @@ def _write_text(path: Path, text: str) -> None:
     tmp = _tmp(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def warm_up() -> None:
+    """Pay the report's one-time costs now: the imports (matplotlib, Optuna's importance code),
+    the fonts, the math-text parser (the axes' powers of ten)."""
+    import io
+
+    import optuna.importance  # noqa: F401  (imports scikit-learn and SciPy: ~1.5 s)
+
+    fig = _figure(2.0, 1.5)
+    ax = fig.subplots()
+    ax.imshow(np.zeros((2, 2)), cmap="gray")
+    ax.set_xticks([0, 1], [power_label(1e-3), power_label(0.3)])
+    ax.set_title("warm-up")
+    fig.savefig(io.BytesIO(), format="png", dpi=DPI)
 
 
 def write_report(view: StudyView, folder: Path) -> Report:

@@ -317,3 +317,41 @@ def test_report_of_an_unknown_study_is_a_usage_error(home: Path) -> None:
     result = CliRunner().invoke(main, ["report", "nope", "--home", str(home)])
     assert result.exit_code == 2
     assert "No study named 'nope'" in result.output
+
+
+def test_the_report_drawn_by_the_helper_process_matches_drawing_here(
+    grid, home: Path, tmp_path: Path
+) -> None:
+    """`sweep run` draws in a helper process; a helper that died is replaced by drawing in this
+    process, with the same files."""
+    import os
+    import signal
+
+    from sweep.cli import _stored_spec
+    from sweep.drawer import ReportDrawer
+    from sweep.studyview import gather
+    from sweep.tracking import Tracker
+
+    outcome, study = grid
+    tracker = Tracker(f"sqlite:///{home / 'mlflow.db'}", "rgrid", create=False)
+    try:
+        view = gather(study, _stored_spec(study, default_storage(home)), tracker)
+    finally:
+        tracker.close()
+    helper = ReportDrawer()
+    helper.submit(view, tmp_path / "helper")
+    drawn = helper.result()
+    dying = ReportDrawer()
+    for pid in list(dying._pool._processes):  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+    dying.submit(view, tmp_path / "here")
+    fallback = dying.result()
+    assert dying._job is None or dying._job.exception() is not None  # it did not draw
+    pictures = sorted(p.name for p in outcome.report_dir.glob("*.png"))
+    assert pictures and [p.name for p in drawn.files if p.suffix == ".png"] == [
+        p.name for p in fallback.files if p.suffix == ".png"
+    ]
+    for name in pictures:  # the run's own files, the helper's, and this process's: one picture
+        run_bytes = (outcome.report_dir / name).read_bytes()
+        assert (tmp_path / "helper" / name).read_bytes() == run_bytes, name
+        assert (tmp_path / "here" / name).read_bytes() == run_bytes, name
