@@ -14,7 +14,7 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from optuna.trial import Trial, TrialState
 import engine
 
 from . import report as reports
+from .drawer import ReportDrawer
 from .space import distributions, make_pruner, make_sampler
 from .spec import StudySpec
 from .tracking import Tracker, TrialRecord, default_tracking_uri
@@ -191,6 +192,34 @@ def run_study(
     once the study is open and `on_progress(done, best_value)` as trials finish.
     """
     started = time.perf_counter()
+    # The report's helper process imports its plotting stack now, on the core that importing
+    # MLflow and loading the data leave free (see drawer.py). Only where this process surely
+    # closes the study: a worker that may not be the last would start one for nothing.
+    drawer = ReportDrawer() if report and finish == "always" and workers == 1 else None
+    try:
+        return _run_study(
+            spec, home, storage, tracking_uri, on_start, on_progress, report, workers,
+            heartbeat_s, finish, started, drawer,
+        )  # fmt: skip
+    finally:
+        if drawer is not None:
+            drawer.close()
+
+
+def _run_study(
+    spec: StudySpec,
+    home: Path,
+    storage: str | None,
+    tracking_uri: str | None,
+    on_start: Callable[[int, int], None] | None,
+    on_progress: Callable[[int, float | None], None] | None,
+    report: bool,
+    workers: int,
+    heartbeat_s: int,
+    finish: str,
+    started: float,
+    drawer: ReportDrawer | None,
+) -> StudyOutcome:
     storage = storage or default_storage(home)
     tracking_uri = tracking_uri or default_tracking_uri(home)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -205,25 +234,33 @@ def run_study(
     }
     artifact_root = home / "mlartifacts" if tracking_uri.startswith("sqlite:") else None
     on_stale = StaleTrials()
-    # Importing MLflow and opening its store (~2.5 s on a new store) is Python work; loading the
-    # data is zlib and NumPy work that releases the GIL. Do both at once.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        tracker_ready = pool.submit(
-            Tracker, tracking_uri, spec.name, artifact_root=artifact_root, fixed_params=fixed
+    # Importing MLflow and opening its store (~2.5 s of Python on a new store) happen in the
+    # tracker's thread while this one opens the study, loads the data (zlib and NumPy, which
+    # release the GIL) and trains the first group. A local store or an HTTP server that
+    # answered /health is trusted to take the runs; any other store (a database URI) is waited
+    # for here, so that it fails before training.
+    local_or_probed = tracking_uri.startswith(("sqlite:", "file:", "http://", "https://"))
+    tracker = Tracker(
+        tracking_uri,
+        spec.name,
+        artifact_root=artifact_root,
+        fixed_params=fixed,
+        wait=not local_or_probed,
+    )
+    try:
+        study = open_study(spec, storage, heartbeat_s=heartbeat_s, on_stale=on_stale)
+        data = engine.load_dataset(
+            spec.dataset,
+            data_dir=spec.data_dir,
+            val_size=spec.val_size,
+            seed=spec.seed,
+            center=spec.center,
         )
-        try:
-            study = open_study(spec, storage, heartbeat_s=heartbeat_s, on_stale=on_stale)
-            data = engine.load_dataset(
-                spec.dataset,
-                data_dir=spec.data_dir,
-                val_size=spec.val_size,
-                seed=spec.seed,
-                center=spec.center,
-            )
-        finally:
-            tracker = tracker_ready.result()
+    except BaseException:
+        tracker.abandon()
+        raise
     on_stale.close_run = tracker.fail_run
-    tracker.fixed_params["val_size"] = str(data.X_val.shape[0])
+    tracker.set_fixed_params({"val_size": str(data.X_val.shape[0])})
     _describe_study(study, spec, data)
     tracker.start_study(spec.name, spec.as_params(), spec.text)
 
@@ -257,7 +294,7 @@ def run_study(
         else:
             _work(spec, study, data, tracker, state, target, started, heartbeat_s, on_progress)
     except BaseException:
-        _abandon(study, state.asked, tracker)
+        _abandon(study, state, tracker)
         if finish == "always":  # a worker leaves the study's run to the workers still going
             tracker.end_study_failed()
         tracker.close()
@@ -269,7 +306,7 @@ def run_study(
         tracker.close()  # other workers are still on it: the last one closes the study
         outcome.finished_study = False
     else:
-        _close_study(spec, study, data, tracker, state, outcome, report, home)
+        _close_study(spec, study, data, tracker, state, outcome, report, home, drawer)
     outcome.tracking_errors = list(tracker.errors)
     outcome.engine_s = state.engine_s
     outcome.storage_s = max(0.0, state.loop_s - state.engine_s - tracker.seconds)
@@ -293,6 +330,7 @@ class _Session:
     histories: dict[int, list[float]] = field(default_factory=dict)
     weights: dict[int, np.ndarray] = field(default_factory=dict)
     asked: list[Trial] = field(default_factory=list)  # failed if this process is interrupted
+    creating: dict[int, Future[str]] = field(default_factory=dict)  # trial number -> its run
     trials_run: int = 0
     train_s: float = 0.0  # in _train_group: training, tracking calls, Optuna tells
     engine_s: float = 0.0  # in train_many itself
@@ -349,7 +387,7 @@ def _work(
                 time.sleep(min(2.0, heartbeat_s / 2))
                 continue
             trials = [study.ask(dists) for _ in range(n)]
-            state.asked = trials
+            state.asked, state.creating = trials, {}
             heartbeat.add(t._trial_id for t in trials)
             for trial in trials:
                 trial.set_user_attr("worker", me)
@@ -483,6 +521,7 @@ def _close_study(
     outcome: StudyOutcome,
     report: bool,
     home: Path,
+    drawer: ReportDrawer | None = None,
 ) -> None:
     """Test-set accuracy of the best trial (once), the report, the study run's last values."""
     if outcome.n_complete:
@@ -514,7 +553,13 @@ def _close_study(
             histories=state.histories,
             links=_links(outcome),
         )
-        written = reports.write_report(view, report_folder(home, spec.name))
+        folder = report_folder(home, spec.name)
+        if drawer is not None:  # drawn in the helper while this session's runs finish here
+            drawer.submit(view, folder)
+            tracker.flush()
+            written = drawer.result()
+        else:
+            written = reports.write_report(view, folder)
         tracker.log_reports(written.folder)
         outcome.report_dir = written.folder
         outcome.report_notes = written.notes
@@ -571,6 +616,13 @@ def _describe_study(study: optuna.Study, spec: StudySpec, data: engine.Dataset) 
             study.set_user_attr(key, value)
 
 
+def _run_id_setter(trial: Trial) -> Callable[[str], None]:
+    def put(run_id: str) -> None:
+        trial.set_user_attr(RUN_ID_ATTR, run_id)
+
+    return put
+
+
 def _train_group(
     spec: StudySpec,
     data: engine.Dataset,
@@ -581,11 +633,15 @@ def _train_group(
 ) -> list[tuple[str, float | None, np.ndarray | None, list[float]]]:
     """Train one group side by side; tell Optuna and hand each run to the tracker. Returns each
     trial's state, value, weights and validation curve."""
-    run_ids = []
-    for trial in group:
-        run_id = tracker.start_trial(spec.name, trial.number, trial.params)
-        trial.set_user_attr(RUN_ID_ATTR, run_id)
-        run_ids.append(run_id)
+    # The runs are created in the tracker's thread while the group trains; each run's id goes
+    # on its trial as soon as it exists (a killed worker's runs can then be closed), and all
+    # are there before the trials are told.
+    creating = [
+        tracker.start_trial(spec.name, trial.number, on_created=_run_id_setter(trial))
+        for trial in group
+    ]
+    if session is not None:
+        session.creating.update(zip((t.number for t in group), creating, strict=True))
     configs = [(float(t.params["learning_rate"]), float(t.params["reg"])) for t in group]
 
     def report(epoch: int, per_model: Mapping[int, dict[str, float]]) -> list[int]:
@@ -626,6 +682,7 @@ def _train_group(
             )
     except Exception as exc:  # one group's failure fails its trials, not the sweep
         reason = f"training failed: {type(exc).__name__}: {exc}"
+        run_ids = tracker.run_ids(creating)
         out: list[tuple[str, float | None, np.ndarray | None, list[float]]] = []
         for trial, run_id in zip(group, run_ids, strict=True):
             trial.set_user_attr("fail_reason", reason)
@@ -636,6 +693,7 @@ def _train_group(
             out.append(("FAIL", None, None, []))
         return out
     group_s = time.perf_counter() - t0
+    run_ids = tracker.run_ids(creating)
     if session is not None:
         session.engine_s += group_s
 
@@ -677,16 +735,23 @@ def _train_group(
     return out
 
 
-def _abandon(study: optuna.Study, asked: list[Trial], tracker: Tracker) -> None:
-    """On interrupt or crash: this process's unfinished trials become FAIL, their runs FAILED."""
+def _abandon(study: optuna.Study, state: _Session, tracker: Tracker) -> None:
+    """On interrupt or crash: this process's unfinished trials become FAIL, their runs FAILED
+    (including runs the tracker was still creating)."""
     running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    for trial in asked:
+    for trial in state.asked:
         if trial.number not in running:
             continue
+        run_id = None
+        creating = state.creating.get(trial.number)
+        try:
+            if creating is not None:
+                run_id = tracker.run_ids([creating])[0]  # its id is on the trial after this
+        except Exception:  # the store is what failed: no run to close
+            pass
         try:
             trial.set_user_attr("fail_reason", "interrupted")
             study.tell(trial, state=TrialState.FAIL)
-            run_id = study.trials[trial.number].user_attrs.get(RUN_ID_ATTR)
             if run_id:
                 tracker.fail_run(run_id, "interrupted")
         except Exception:  # best effort while already failing

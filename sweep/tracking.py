@@ -2,19 +2,19 @@
 
 The only module that imports mlflow (lazily: `import mlflow` costs ~1.5 s).
 
-Cost on the embedded SQLite store, measured: creating a run ~5 ms, one `log_batch` with every
-per-epoch metric ~11 ms, the weights artifact ~4 ms, closing the run ~3 ms. A trial trained side
-by side takes ~100 ms, so runs are created when their trials start (the run id goes on the
-Optuna trial before it is told, and the UI shows the trial RUNNING), and everything after the
-training (one `log_batch`, the artifact, the status) is handed to one background thread that
-works while the next group trains. `flush()` waits for it.
+Every MLflow call runs in one background thread, in order (`Tracker`). The sweep hands it the
+study's run, then each trial's run when the trial starts (created while the trial trains; its
+id goes on the Optuna trial as soon as it exists, and before the trial is told), then
+everything after the training: the weights artifact, one `log_batch` with the params and every
+per-epoch metric, the status. On the embedded SQLite store that is ~30 ms of Python per trial,
+done while the next group trains; the sweep waits only for run ids and at `flush()`.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,31 +83,37 @@ class TrialRecord:
     weights: np.ndarray | None = None
 
 
-class Tracker:
-    """Writes a study's runs to one MLflow tracking store through one client."""
+@dataclass(frozen=True)
+class _Problem:
+    """What went wrong with one run, for `Tracker.errors` (the sweep goes on)."""
+
+    text: str
+
+
+class _Store:
+    """The MLflow side, synchronous: one client on one store, used from the tracker's thread."""
 
     def __init__(
         self,
         tracking_uri: str,
         experiment: str,
-        *,
-        artifact_root: Path | None = None,
-        fixed_params: Mapping[str, str] | None = None,
-        create: bool = True,
+        artifact_root: Path | None,
+        create: bool,
+        fixed_params: Mapping[str, str],
     ) -> None:
         from mlflow.exceptions import MlflowException
 
+        t0 = time.perf_counter()
         self.tracking_uri = tracking_uri
-        if tracking_uri.startswith(("http://", "https://")):
-            _check_server(tracking_uri)
+        self.fixed_params = dict(fixed_params)
+        self.parent_id: str | None = None
         self.client = _client(tracking_uri)
-        self.fixed_params = dict(fixed_params or {})
         try:
             found = self.client.get_experiment_by_name(experiment)
             if found is None and not create:
                 raise RuntimeError(
-                    f"The MLflow store at {tracking_uri} has no experiment named {experiment!r}. "
-                    "Pass the --home or --tracking-uri that the sweep used."
+                    f"The MLflow store at {tracking_uri} has no experiment named "
+                    f"{experiment!r}. Pass the --home or --tracking-uri that the sweep used."
                 )
             if found is None:
                 location = (
@@ -129,102 +135,75 @@ class Tracker:
                 f"The MLflow tracking store at {tracking_uri} refused the request ({exc}). "
                 "Check --tracking-uri and that the server is running."
             ) from None
-        self.experiment = experiment
-        self.parent_id: str | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
-        self._pending: list[Future[None]] = []
-        self.errors: list[str] = []
-        self.seconds = 0.0  # time the caller spent in tracking calls
-        self.background_seconds = 0.0  # time the background thread spent
+        self.busy_s = time.perf_counter() - t0
 
-    # -- the study's run ---------------------------------------------------------------------
-    def start_study(self, study_name: str, params: Mapping[str, str], spec_text: str) -> str:
-        """Create the study's parent run, or reopen it when the study resumes."""
-        t0 = time.perf_counter()
-        existing = self.find_study_run(study_name)
-        if existing:
-            self.parent_id = existing
-            self.client.update_run(self.parent_id, status="RUNNING")
-        else:
-            run = self.client.create_run(
-                self.experiment_id,
-                run_name=study_name,
-                tags={"softsweep.role": "study", "optuna.study": study_name},
-            )
-            self.parent_id = run.info.run_id
-            oldest = self.find_study_run(study_name)
-            if oldest is not None and oldest != self.parent_id:  # another worker was first
-                self.client.delete_run(self.parent_id)
-                self.parent_id = oldest
-                self.client.update_run(self.parent_id, status="RUNNING")
-                self.seconds += time.perf_counter() - t0
-                return self.parent_id
-            from mlflow.entities import Param
+    def busy(self) -> float:
+        return self.busy_s
 
-            self.client.log_batch(self.parent_id, params=[Param(k, v) for k, v in params.items()])
-            if spec_text:
-                self.client.log_text(self.parent_id, spec_text, "study.toml")
-        self.seconds += time.perf_counter() - t0
-        return self.parent_id
+    def set_fixed(self, params: Mapping[str, str]) -> None:
+        self.fixed_params.update(params)
 
     def find_study_run(self, study_name: str) -> str | None:
-        """The run id of the study's parent run, if it has one."""
         query = f"tags.`softsweep.role` = 'study' and tags.`optuna.study` = '{study_name}'"
         found = self.client.search_runs(
             [self.experiment_id], query, max_results=1, order_by=["attributes.start_time ASC"]
         )
         return str(found[0].info.run_id) if found else None
 
-    def log_reports(self, folder: Path) -> None:
-        """The report's files as artifacts of the study's run, under `reports/`."""
-        if self.parent_id is None:
-            raise RuntimeError("log_reports needs the study's run (start_study or find_study_run)")
+    def start_study(self, study_name: str, params: Mapping[str, str], spec_text: str) -> str:
         t0 = time.perf_counter()
-        self.client.log_artifacts(self.parent_id, str(folder), artifact_path="reports")
-        self.seconds += time.perf_counter() - t0
+        try:
+            self.parent_id = self._start_study(study_name, params, spec_text)
+            return self.parent_id
+        finally:
+            self.busy_s += time.perf_counter() - t0
 
-    def finish_study(self, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
-        from mlflow.entities import Metric, RunTag
-
-        self.flush()
-        t0 = time.perf_counter()
-        assert self.parent_id is not None
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.parent_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            tags=[RunTag(k, str(v)) for k, v in tags.items()],
-        )
-        self.client.set_terminated(self.parent_id, "FINISHED")
-        self.seconds += time.perf_counter() - t0
-
-    def end_study_failed(self) -> None:
-        if self.parent_id is not None:
-            self.flush()
-            self.client.set_terminated(self.parent_id, "FAILED")
-
-    # -- trial runs ----------------------------------------------------------------------------
-    def start_trial(self, study_name: str, number: int, params: Mapping[str, Any]) -> str:
-        """Create a RUNNING child run for trial `number`; returns its run id."""
-        t0 = time.perf_counter()
-        tags = {
-            "softsweep.role": "trial",
-            "optuna.study": study_name,
-            "optuna.trial": str(number),
-        }
-        if self.parent_id:
-            tags["mlflow.parentRunId"] = self.parent_id
+    def _start_study(self, study_name: str, params: Mapping[str, str], spec_text: str) -> str:
+        existing = self.find_study_run(study_name)
+        if existing:
+            self.client.update_run(existing, status="RUNNING")
+            return existing
         run = self.client.create_run(
-            self.experiment_id, run_name=f"{study_name}-trial-{number}", tags=tags
+            self.experiment_id,
+            run_name=study_name,
+            tags={"softsweep.role": "study", "optuna.study": study_name},
         )
-        self.seconds += time.perf_counter() - t0
-        return str(run.info.run_id)
+        oldest = self.find_study_run(study_name)
+        if oldest is not None and oldest != run.info.run_id:  # another worker was first
+            self.client.delete_run(run.info.run_id)
+            self.client.update_run(oldest, status="RUNNING")
+            return oldest
+        from mlflow.entities import Param
 
-    def finish_trial(self, run_id: str, record: TrialRecord) -> None:
-        """Log params, per-epoch metrics, final metrics, status and weights (in the background)."""
-        self._pending.append(self._pool.submit(self._finish_trial, run_id, record))
+        parent = str(run.info.run_id)
+        self.client.log_batch(parent, params=[Param(k, v) for k, v in params.items()])
+        if spec_text:
+            self.client.log_text(parent, spec_text, "study.toml")
+        return parent
 
-    def _finish_trial(self, run_id: str, record: TrialRecord) -> None:
+    def start_trial(self, study_name: str, number: int, started_ms: int) -> str:
+        """A child of the study's run when `start_study` made or found it (it ran first)."""
+        t0 = time.perf_counter()
+        try:
+            tags = {
+                "softsweep.role": "trial",
+                "optuna.study": study_name,
+                "optuna.trial": str(number),
+            }
+            if self.parent_id:
+                tags["mlflow.parentRunId"] = self.parent_id
+            run = self.client.create_run(
+                self.experiment_id,
+                start_time=started_ms,
+                run_name=f"{study_name}-trial-{number}",
+                tags=tags,
+            )
+            return str(run.info.run_id)
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
+    def finish_trial(self, run_id: str, record: TrialRecord) -> _Problem | None:
+        """Everything after training; returns what went wrong, if anything."""
         from mlflow.entities import Metric, Param, RunTag
 
         t0 = time.perf_counter()
@@ -240,44 +219,54 @@ class Tracker:
             tags = [RunTag("softsweep.state", record.state)]
             if record.reason:
                 tags.append(RunTag("softsweep.fail_reason", record.reason[:5000]))
+            if record.weights is not None:  # first: MLflow reads the run back to find where
+                # its artifacts go, which costs less before the run has its metrics and params
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "weights.npy"
+                    np.save(path, record.weights)
+                    self.client.log_artifact(run_id, str(path))
             self.client.log_batch(
                 run_id,
                 metrics=metrics,
                 params=[Param(k, v) for k, v in params.items()],
                 tags=tags,
             )
-            if record.weights is not None:
-                with tempfile.TemporaryDirectory() as tmp:
-                    path = Path(tmp) / "weights.npy"
-                    np.save(path, record.weights)
-                    self.client.log_artifact(run_id, str(path))
             self.client.set_terminated(run_id, RUN_STATUS[record.state])
-        except Exception as exc:  # tracking must never lose the sweep; report at flush
-            self.errors.append(f"trial {record.number}: {type(exc).__name__}: {exc}")
+            return None
+        except Exception as exc:  # tracking must never lose the sweep; reported at flush
+            return _Problem(f"trial {record.number}: {type(exc).__name__}: {exc}")
         finally:
-            self.background_seconds += time.perf_counter() - t0
+            self.busy_s += time.perf_counter() - t0
 
-    def fail_run(self, run_id: str, reason: str = "") -> None:
-        """Close a run as FAILED (its trial was interrupted or its worker died)."""
+    def fail_run(self, run_id: str, reason: str) -> str | None:
         try:
             if reason:
                 self.client.set_tag(run_id, "softsweep.fail_reason", reason[:5000])
             self.client.set_terminated(run_id, "FAILED")
+            return None
         except Exception as exc:  # best effort: the run may be gone
-            self.errors.append(f"run {run_id}: {type(exc).__name__}: {exc}")
+            return f"run {run_id}: {type(exc).__name__}: {exc}"
 
-    def flush(self) -> None:
-        for future in self._pending:
-            future.result()
-        self._pending.clear()
+    def log_reports(self, parent_id: str, folder: Path) -> None:
+        self.client.log_artifacts(parent_id, str(folder), artifact_path="reports")
 
-    def close(self) -> None:
-        self.flush()
-        self._pool.shutdown(wait=True)
+    def finish_study(
+        self, parent_id: str, metrics: Mapping[str, float], tags: Mapping[str, str]
+    ) -> None:
+        from mlflow.entities import Metric, RunTag
 
-    # -- reading back --------------------------------------------------------------------------
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            parent_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+        self.client.set_terminated(parent_id, "FINISHED")
+
+    def end_study(self, parent_id: str, status: str) -> None:
+        self.client.set_terminated(parent_id, status)
+
     def metric_history(self, run_id: str, key: str) -> list[float]:
-        """The values of one metric, ordered by step (the epoch)."""
         try:
             history = self.client.get_metric_history(run_id, key)
         except Exception:
@@ -291,6 +280,205 @@ class Tracker:
                 return np.load(local)
         except Exception:
             return None
+
+
+class _Holder:
+    """Runs `_Store` operations by name; the first one, `connect`, makes the store."""
+
+    def __init__(self) -> None:
+        self.store: _Store | None = None
+        self.error: BaseException | None = None
+
+    def do(self, op: str, *args: Any) -> Any:
+        if op == "connect":
+            try:
+                self.store = _Store(*args)
+            except BaseException as exc:
+                self.error = exc
+                raise
+            return None
+        if self.store is None:  # connecting failed: every later call says why
+            raise self.error or RuntimeError("the MLflow store is not connected")
+        return getattr(self.store, op)(*args)
+
+
+class Tracker:
+    """Writes a study's runs to one MLflow tracking store through one client.
+
+    Every call to MLflow runs in one background thread, in order, so that the caller only
+    waits for answers it needs (a run id before its trial is told; readings back). With
+    `wait=False` the constructor returns at once and the thread imports MLflow and opens its
+    store (~2.5 s of Python) while the caller goes on; the first call that needs an answer
+    waits for it. An HTTP server is probed at once either way.
+
+    (A helper process instead of the thread was measured and dropped: the process's own start
+    and its competition with training for the 2 cores cost more than the GIL it frees.)
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        *,
+        artifact_root: Path | None = None,
+        fixed_params: Mapping[str, str] | None = None,
+        create: bool = True,
+        wait: bool = True,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.parent_id: str | None = None
+        self.errors: list[str] = []
+        self.seconds = 0.0  # time the caller waited on tracking
+        self.background_seconds = 0.0  # time the background worker spent on MLflow calls
+        if tracking_uri.startswith(("http://", "https://")):
+            _check_server(tracking_uri)  # an unreachable server fails now, before any training
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
+        self._do = _Holder().do
+        self._connected = self._call(
+            "connect", tracking_uri, experiment, artifact_root, create, dict(fixed_params or {})
+        )
+        self._study_started: Future[str] | None = None
+        self._pending: list[Future[Any]] = []
+        if wait:
+            self.wait_ready()
+
+    def _call(self, op: str, *args: Any) -> Future[Any]:
+        return self._pool.submit(self._do, op, *args)
+
+    def _wait(self, future: Future[Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return future.result()
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _ask(self, op: str, *args: Any) -> Any:
+        return self._wait(self._call(op, *args))
+
+    def wait_ready(self) -> None:
+        """Wait for the store (raises what connecting to it raised)."""
+        self._wait(self._connected)
+
+    def set_fixed_params(self, params: Mapping[str, str]) -> None:
+        """Params every trial run gets besides its own (for the runs finished from now on)."""
+        self._call("set_fixed", dict(params))
+
+    # -- the study's run ---------------------------------------------------------------------
+    def start_study(self, study_name: str, params: Mapping[str, str], spec_text: str) -> None:
+        """Create the study's parent run, or reopen it when the study resumes (in the
+        background; the trials' runs are created after it, as its children)."""
+        self._study_started = self._call("start_study", study_name, dict(params), spec_text)
+
+    def study_run(self) -> str | None:
+        """The study's run id, once `start_study` is done (raises what it raised)."""
+        if self._study_started is not None:
+            self.parent_id = self._wait(self._study_started)
+        return self.parent_id
+
+    def find_study_run(self, study_name: str) -> str | None:
+        """The run id of the study's parent run, if it has one."""
+        return self._ask("find_study_run", study_name)  # type: ignore[no-any-return]
+
+    def log_reports(self, folder: Path) -> None:
+        """The report's files as artifacts of the study's run, under `reports/`."""
+        parent = self.study_run()
+        if parent is None:
+            raise RuntimeError("log_reports needs the study's run (start_study or find_study_run)")
+        self._ask("log_reports", parent, folder)
+
+    def finish_study(self, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
+        self.flush()
+        parent = self.study_run()
+        assert parent is not None
+        self._ask("finish_study", parent, dict(metrics), dict(tags))
+
+    def end_study_failed(self) -> None:
+        """Best effort, while the sweep is already failing: the study's run is FAILED."""
+        try:
+            self.flush()
+            parent = self.study_run()
+            if parent is not None:
+                self._ask("end_study", parent, "FAILED")
+        except Exception as exc:
+            self.errors.append(f"study run: {type(exc).__name__}: {exc}")
+
+    # -- trial runs ----------------------------------------------------------------------------
+    def start_trial(
+        self, study_name: str, number: int, on_created: Callable[[str], None] | None = None
+    ) -> Future[str]:
+        """Create a RUNNING child run for trial `number` in the background (its start time is
+        now, whenever the store gets it). The future gives the run id once `on_created(run_id)`
+        has run (in a background thread of this process)."""
+        started_ms = int(time.time() * 1000)
+        created: Future[str] = Future()
+
+        def announce(job: Future[str]) -> None:
+            try:
+                run_id = job.result()
+                if on_created is not None:
+                    on_created(run_id)
+            except BaseException as exc:
+                created.set_exception(exc)
+            else:
+                created.set_result(run_id)
+
+        self._call("start_trial", study_name, number, started_ms).add_done_callback(announce)
+        self._pending.append(created)
+        return created
+
+    def run_ids(self, started: Sequence[Future[str]]) -> list[str]:
+        """Wait for runs that `start_trial` is creating (raises what creating one raised)."""
+        return [self._wait(job) for job in started]
+
+    def finish_trial(self, run_id: str, record: TrialRecord) -> None:
+        """Log params, per-epoch metrics, final metrics, status and weights (in the background)."""
+        job = self._call("finish_trial", run_id, record)
+        self._pending.append(job)
+
+    def fail_run(self, run_id: str, reason: str = "") -> None:
+        """Close a run as FAILED (its trial was interrupted or its worker died)."""
+        problem = self._ask("fail_run", run_id, reason)
+        if problem:
+            self.errors.append(problem)
+
+    def flush(self) -> None:
+        """Wait for every write handed to the background worker. Runs that could not be
+        written are in `errors`; a study run that could not be started raises."""
+        t0 = time.perf_counter()
+        try:
+            for future in self._pending:  # run ids, or what went wrong with a run
+                try:
+                    result = future.result()
+                except Exception as exc:
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                if isinstance(result, _Problem):
+                    self.errors.append(result.text)
+            self._pending.clear()
+            if self._connected.done() and self._connected.exception() is None:
+                self.background_seconds = float(self._ask("busy"))
+        finally:
+            self.seconds += time.perf_counter() - t0
+        self.study_run()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def abandon(self) -> None:
+        """Stop without waiting (the sweep failed before it needed the store)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- reading back --------------------------------------------------------------------------
+    def metric_history(self, run_id: str, key: str) -> list[float]:
+        """The values of one metric, ordered by step (the epoch)."""
+        return self._ask("metric_history", run_id, key)  # type: ignore[no-any-return]
+
+    def download_weights(self, run_id: str) -> np.ndarray | None:
+        return self._ask("download_weights", run_id)  # type: ignore[no-any-return]
 
 
 def fetch_trial_runs(tracking_uri: str, study_name: str) -> list[dict[str, Any]]:

@@ -314,3 +314,29 @@ class TestCli:
             "Could not open the Optuna storage postgresql+psycopg2://u:p@127.0.0.1:9/db"
             in result.output
         )
+
+
+def test_trial_runs_are_created_in_the_background_and_their_ids_announced(
+    tmp_path: Path,
+) -> None:
+    from sweep.tracking import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "bg", wait=False)  # returns before MLflow's store is open
+    tracker.start_study("bg", {"sampler": "grid"}, "")
+    announced: list[str] = []
+    started = [tracker.start_trial("bg", n, on_created=announced.append) for n in range(3)]
+    ids = tracker.run_ids(started)
+    assert announced == ids  # each id was handed over before its future gave it
+    parent = tracker.study_run()
+    tracker.close()
+    client = MlflowClient(tracking_uri=uri)
+    for n, run_id in enumerate(ids):
+        run = client.get_run(run_id)
+        assert run.info.status == "RUNNING" and run.data.tags["optuna.trial"] == str(n)
+        assert run.data.tags["mlflow.parentRunId"] == parent
+    # A store that cannot serve the study: the error reaches the first caller that waits.
+    missing = Tracker(uri, "no-such-study", create=False, wait=False)
+    with pytest.raises(RuntimeError, match="has no experiment named 'no-such-study'"):
+        missing.run_ids([missing.start_trial("no-such-study", 0)])
+    missing.abandon()

@@ -146,6 +146,8 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(
     servers, big_data: Path, tmp_path: Path
 ) -> None:
     storage, tracking = servers
+    # Trials of ~3 s: a worker's first runs exist only once its MLflow helper has imported
+    # MLflow (~2 s), and the kill must still land inside the trial.
     text = spec_text(
         "pg-kill",
         big_data,
@@ -153,7 +155,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(
         reg="{ values = [0.0, 1e-3] }",
         batch="[16]",
         side_by_side=1,
-        epochs=12,
+        epochs=30,
     )
     path = study_file(tmp_path, "pg-kill", text)
     home = tmp_path / "h"
@@ -235,8 +237,8 @@ def test_an_unreachable_tracking_server_fails_fast_before_training(
     assert time.monotonic() - started < 20
     assert result.exit_code == 1
     assert "The MLflow tracking server at http://127.0.0.1:9 did not answer" in result.output
-    storage = f"sqlite:///{tmp_path / 'h' / 'optuna.db'}"
-    assert optuna.load_study(study_name="unreach", storage=storage).trials == []
+    # Probed before anything else: no study was even opened, so nothing was trained.
+    assert not (tmp_path / "h" / "optuna.db").exists()
 
 
 def test_an_unreachable_database_fails_within_seconds(data_folder: Path, tmp_path: Path) -> None:
