@@ -83,13 +83,6 @@ class TrialRecord:
     weights: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
-class _Problem:
-    """What went wrong with one run, for `Tracker.errors` (the sweep goes on)."""
-
-    text: str
-
-
 class _Store:
     """The MLflow side, synchronous: one client on one store, used from the tracker's thread."""
 
@@ -136,9 +129,6 @@ class _Store:
                 "Check --tracking-uri and that the server is running."
             ) from None
         self.busy_s = time.perf_counter() - t0
-
-    def busy(self) -> float:
-        return self.busy_s
 
     def set_fixed(self, params: Mapping[str, str]) -> None:
         self.fixed_params.update(params)
@@ -202,7 +192,7 @@ class _Store:
         finally:
             self.busy_s += time.perf_counter() - t0
 
-    def finish_trial(self, run_id: str, record: TrialRecord) -> _Problem | None:
+    def finish_trial(self, run_id: str, record: TrialRecord) -> str | None:
         """Everything after training; returns what went wrong, if anything."""
         from mlflow.entities import Metric, Param, RunTag
 
@@ -234,7 +224,7 @@ class _Store:
             self.client.set_terminated(run_id, RUN_STATUS[record.state])
             return None
         except Exception as exc:  # tracking must never lose the sweep; reported at flush
-            return _Problem(f"trial {record.number}: {type(exc).__name__}: {exc}")
+            return f"trial {record.number}: {type(exc).__name__}: {exc}"
         finally:
             self.busy_s += time.perf_counter() - t0
 
@@ -282,26 +272,6 @@ class _Store:
             return None
 
 
-class _Holder:
-    """Runs `_Store` operations by name; the first one, `connect`, makes the store."""
-
-    def __init__(self) -> None:
-        self.store: _Store | None = None
-        self.error: BaseException | None = None
-
-    def do(self, op: str, *args: Any) -> Any:
-        if op == "connect":
-            try:
-                self.store = _Store(*args)
-            except BaseException as exc:
-                self.error = exc
-                raise
-            return None
-        if self.store is None:  # connecting failed: every later call says why
-            raise self.error or RuntimeError("the MLflow store is not connected")
-        return getattr(self.store, op)(*args)
-
-
 class Tracker:
     """Writes a study's runs to one MLflow tracking store through one client.
 
@@ -333,18 +303,33 @@ class Tracker:
         self.background_seconds = 0.0  # time the background worker spent on MLflow calls
         if tracking_uri.startswith(("http://", "https://")):
             _check_server(tracking_uri)  # an unreachable server fails now, before any training
+        self._store: _Store | None = None  # made, then used, only in the background thread
+        self._store_error: BaseException | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
-        self._do = _Holder().do
-        self._connected = self._call(
-            "connect", tracking_uri, experiment, artifact_root, create, dict(fixed_params or {})
+        self._connected = self._pool.submit(
+            self._connect, tracking_uri, experiment, artifact_root, create, fixed_params or {}
         )
         self._study_started: Future[str] | None = None
-        self._pending: list[Future[Any]] = []
+        self._created: list[Future[str]] = []  # trial runs being made
+        self._written: list[Future[str | None]] = []  # trial runs being finished: None or why not
         if wait:
             self.wait_ready()
 
-    def _call(self, op: str, *args: Any) -> Future[Any]:
-        return self._pool.submit(self._do, op, *args)
+    def _connect(self, *args: Any) -> None:
+        try:
+            self._store = _Store(*args)
+        except BaseException as exc:
+            self._store_error = exc
+            raise
+
+    def _on_store(self, method: Callable[..., Any], *args: Any) -> Any:
+        if self._store is None:  # connecting failed: every later call says why
+            raise self._store_error or RuntimeError("the MLflow store is not connected")
+        return method(self._store, *args)
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run `_Store.method(store, *args)` in the background thread, after what came before."""
+        return self._pool.submit(self._on_store, method, *args)
 
     def _wait(self, future: Future[Any]) -> Any:
         t0 = time.perf_counter()
@@ -353,8 +338,8 @@ class Tracker:
         finally:
             self.seconds += time.perf_counter() - t0
 
-    def _ask(self, op: str, *args: Any) -> Any:
-        return self._wait(self._call(op, *args))
+    def _ask(self, method: Callable[..., Any], *args: Any) -> Any:
+        return self._wait(self._call(method, *args))
 
     def wait_ready(self) -> None:
         """Wait for the store (raises what connecting to it raised)."""
@@ -362,13 +347,13 @@ class Tracker:
 
     def set_fixed_params(self, params: Mapping[str, str]) -> None:
         """Params every trial run gets besides its own (for the runs finished from now on)."""
-        self._call("set_fixed", dict(params))
+        self._call(_Store.set_fixed, dict(params))
 
     # -- the study's run ---------------------------------------------------------------------
     def start_study(self, study_name: str, params: Mapping[str, str], spec_text: str) -> None:
         """Create the study's parent run, or reopen it when the study resumes (in the
         background; the trials' runs are created after it, as its children)."""
-        self._study_started = self._call("start_study", study_name, dict(params), spec_text)
+        self._study_started = self._call(_Store.start_study, study_name, dict(params), spec_text)
 
     def study_run(self) -> str | None:
         """The study's run id, once `start_study` is done (raises what it raised)."""
@@ -378,20 +363,20 @@ class Tracker:
 
     def find_study_run(self, study_name: str) -> str | None:
         """The run id of the study's parent run, if it has one."""
-        return self._ask("find_study_run", study_name)  # type: ignore[no-any-return]
+        return self._ask(_Store.find_study_run, study_name)  # type: ignore[no-any-return]
 
     def log_reports(self, folder: Path) -> None:
         """The report's files as artifacts of the study's run, under `reports/`."""
         parent = self.study_run()
         if parent is None:
             raise RuntimeError("log_reports needs the study's run (start_study or find_study_run)")
-        self._ask("log_reports", parent, folder)
+        self._ask(_Store.log_reports, parent, folder)
 
     def finish_study(self, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
         self.flush()
         parent = self.study_run()
         assert parent is not None
-        self._ask("finish_study", parent, dict(metrics), dict(tags))
+        self._ask(_Store.finish_study, parent, dict(metrics), dict(tags))
 
     def end_study_failed(self) -> None:
         """Best effort, while the sweep is already failing: the study's run is FAILED."""
@@ -399,7 +384,7 @@ class Tracker:
             self.flush()
             parent = self.study_run()
             if parent is not None:
-                self._ask("end_study", parent, "FAILED")
+                self._ask(_Store.end_study, parent, "FAILED")
         except Exception as exc:
             self.errors.append(f"study run: {type(exc).__name__}: {exc}")
 
@@ -423,8 +408,8 @@ class Tracker:
             else:
                 created.set_result(run_id)
 
-        self._call("start_trial", study_name, number, started_ms).add_done_callback(announce)
-        self._pending.append(created)
+        self._call(_Store.start_trial, study_name, number, started_ms).add_done_callback(announce)
+        self._created.append(created)
         return created
 
     def run_ids(self, started: Sequence[Future[str]]) -> list[str]:
@@ -433,12 +418,11 @@ class Tracker:
 
     def finish_trial(self, run_id: str, record: TrialRecord) -> None:
         """Log params, per-epoch metrics, final metrics, status and weights (in the background)."""
-        job = self._call("finish_trial", run_id, record)
-        self._pending.append(job)
+        self._written.append(self._call(_Store.finish_trial, run_id, record))
 
     def fail_run(self, run_id: str, reason: str = "") -> None:
         """Close a run as FAILED (its trial was interrupted or its worker died)."""
-        problem = self._ask("fail_run", run_id, reason)
+        problem = self._ask(_Store.fail_run, run_id, reason)
         if problem:
             self.errors.append(problem)
 
@@ -447,17 +431,18 @@ class Tracker:
         written are in `errors`; a study run that could not be started raises."""
         t0 = time.perf_counter()
         try:
-            for future in self._pending:  # run ids, or what went wrong with a run
-                try:
-                    result = future.result()
-                except Exception as exc:
-                    self.errors.append(f"{type(exc).__name__}: {exc}")
-                    continue
-                if isinstance(result, _Problem):
-                    self.errors.append(result.text)
-            self._pending.clear()
-            if self._connected.done() and self._connected.exception() is None:
-                self.background_seconds = float(self._ask("busy"))
+            for job in self._created:  # (a store that never opened: its error, again)
+                if (failed := job.exception()) is not None:
+                    self.errors.append(f"{type(failed).__name__}: {failed}")
+            for write in self._written:  # finish_trial returns what went wrong with its run
+                if (failed := write.exception()) is not None:
+                    self.errors.append(f"{type(failed).__name__}: {failed}")
+                elif problem := write.result():
+                    self.errors.append(problem)
+            self._created.clear()
+            self._written.clear()
+            if self._store is not None:
+                self.background_seconds = self._store.busy_s
         finally:
             self.seconds += time.perf_counter() - t0
         self.study_run()
@@ -475,10 +460,10 @@ class Tracker:
     # -- reading back --------------------------------------------------------------------------
     def metric_history(self, run_id: str, key: str) -> list[float]:
         """The values of one metric, ordered by step (the epoch)."""
-        return self._ask("metric_history", run_id, key)  # type: ignore[no-any-return]
+        return self._ask(_Store.metric_history, run_id, key)  # type: ignore[no-any-return]
 
     def download_weights(self, run_id: str) -> np.ndarray | None:
-        return self._ask("download_weights", run_id)  # type: ignore[no-any-return]
+        return self._ask(_Store.download_weights, run_id)  # type: ignore[no-any-return]
 
 
 def fetch_trial_runs(tracking_uri: str, study_name: str) -> list[dict[str, Any]]:
