@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from .locking import sqlite_lock
+
 __all__ = ["RUN_STATUS", "Tracker", "TrialRecord", "default_tracking_uri", "fetch_trial_runs"]
 
 # Optuna trial state -> MLflow run status.
@@ -46,7 +48,8 @@ def _client(tracking_uri: str) -> Any:
     # MLflow logs INFO lines about schema migrations on a new store; the summary says enough.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
-    return MlflowClient(tracking_uri=tracking_uri)
+    with sqlite_lock(tracking_uri):  # N new workers: one migrates, the others wait
+        return MlflowClient(tracking_uri=tracking_uri)  # opens (creates, migrates) the store
 
 
 def _check_server(uri: str, timeout_s: float = 5.0) -> None:
@@ -100,35 +103,36 @@ class _Store:
         self.tracking_uri = tracking_uri
         self.fixed_params = dict(fixed_params)
         self.parent_id: str | None = None
-        self.client = _client(tracking_uri)
         try:
-            found = self.client.get_experiment_by_name(experiment)
-            if found is None and not create:
-                raise RuntimeError(
-                    f"The MLflow store at {tracking_uri} has no experiment named "
-                    f"{experiment!r}. Pass the --home or --tracking-uri that the sweep used."
-                )
-            if found is None:
-                location = (
-                    (artifact_root / experiment).resolve().as_uri() if artifact_root else None
-                )
-                try:
-                    self.experiment_id = self.client.create_experiment(
-                        experiment, artifact_location=location
-                    )
-                except MlflowException:  # another worker created it just now
-                    found = self.client.get_experiment_by_name(experiment)
-                    if found is None:
-                        raise
-                    self.experiment_id = found.experiment_id
-            else:
-                self.experiment_id = found.experiment_id
+            self.client = _client(tracking_uri)
+            self.experiment_id = self._experiment(experiment, artifact_root, create)
         except MlflowException as exc:
             raise RuntimeError(
                 f"The MLflow tracking store at {tracking_uri} refused the request ({exc}). "
                 "Check --tracking-uri and that the server is running."
             ) from None
         self.busy_s = time.perf_counter() - t0
+
+    def _experiment(self, experiment: str, artifact_root: Path | None, create: bool) -> str:
+        """The study's experiment id, created if it does not exist yet."""
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            return str(found.experiment_id)
+        if not create:
+            raise RuntimeError(
+                f"The MLflow store at {self.tracking_uri} has no experiment named "
+                f"{experiment!r}. Pass the --home or --tracking-uri that the sweep used."
+            )
+        location = (artifact_root / experiment).resolve().as_uri() if artifact_root else None
+        try:
+            return str(self.client.create_experiment(experiment, artifact_location=location))
+        except MlflowException:  # another worker (on a server or database) created it just now
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                raise
+            return str(found.experiment_id)
 
     def set_fixed(self, params: Mapping[str, str]) -> None:
         self.fixed_params.update(params)

@@ -31,6 +31,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from .locking import sqlite_lock
 from .spec import StudySpec
 
 __all__ = [
@@ -100,13 +101,14 @@ def make_storage(
     elif url.startswith("sqlite"):
         # Several local workers share the file: wait for a lock rather than fail at 5 s.
         engine_kwargs = {"connect_args": {"timeout": 60}}
-    storage = RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat_s,
-        grace_period=3 * heartbeat_s,
-        heartbeat_stale_trial_callback=on_stale,
-    )
+    with sqlite_lock(url):  # N new workers: one creates the tables, the others wait
+        storage = RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_s,
+            grace_period=3 * heartbeat_s,
+            heartbeat_stale_trial_callback=on_stale,
+        )
     if url.startswith("sqlite"):
         _serialize_sqlite(storage)
     return storage

@@ -224,6 +224,49 @@ def test_four_local_workers_on_the_embedded_sqlite_stores(big_data: Path, tmp_pa
     assert (home / "reports" / "local4" / "index.html").is_file()
 
 
+OPEN_TOGETHER = """
+import sys, time
+from pathlib import Path
+from sweep.runner import open_study
+from sweep.spec import load_spec
+from sweep.tracking import _Store
+
+import mlflow  # everything imported before the start, as in a worker at that point
+
+spec, home, go = load_spec(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.002)
+open_study(spec, f"sqlite:///{home / 'optuna.db'}")
+_Store(f"sqlite:///{home / 'mlflow.db'}", spec.name, home / "mlartifacts", True, {})
+"""
+
+
+def test_workers_opening_a_new_home_together_each_find_its_stores(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    """Optuna and MLflow both create a new SQLite store's tables on first open; 4 processes
+    doing it in the same instant used to fail with "table ... already exists" (MLflow's
+    migrations, seen in CI with `sweep run --workers 4` on a new home)."""
+    path = study_file(tmp_path, "together", spec_text("together", data_folder))
+    home, go = tmp_path / "home", tmp_path / "go"
+    home.mkdir()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_TOGETHER, str(path), str(home), str(go)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(4)
+    ]  # fmt: skip
+    assert [w.stdout.readline().strip() for w in workers] == ["ready"] * 4  # type: ignore[union-attr]
+    go.touch()  # all 4 open the new stores in the same instant
+    errors = [w.communicate(timeout=120)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0, 0], next(e for e in errors if e)
+    assert len(optuna.get_all_study_names(f"sqlite:///{home / 'optuna.db'}")) == 1
+    experiments = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}").search_experiments()
+    assert [e.name for e in experiments if e.name != "Default"] == ["together"]
+
+
 def test_an_unreachable_tracking_server_fails_fast_before_training(
     data_folder: Path, tmp_path: Path
 ) -> None:
