@@ -323,7 +323,7 @@ def summary_table(outcome: Any) -> str:
                 else f"{outcome.test_accuracy:.4f} (best trial only, evaluated once)",
             ],
         ]
-    n_track = max(1, outcome.trials_this_run)
+    n_track = outcome.trials_this_run
     rows += [
         [
             "trials",
@@ -334,9 +334,16 @@ def summary_table(outcome: Any) -> str:
         [
             "tracking",
             f"{outcome.tracking_s / n_track * 1e3:.1f} ms/trial waited, "
-            f"{outcome.tracking_background_s / n_track * 1e3:.1f} ms/trial in background",
+            f"{outcome.tracking_background_s / n_track * 1e3:.1f} ms/trial in background"
+            if n_track
+            else "n/a (no trial run now)",
         ],
-        ["optuna calls", f"{outcome.storage_s / n_track * 1e3:.1f} ms/trial waited"],
+        [
+            "optuna calls",
+            f"{outcome.storage_s / n_track * 1e3:.1f} ms/trial waited"
+            if n_track
+            else "n/a (no trial run now)",
+        ],
         ["optuna storage", outcome.storage],
         ["mlflow tracking", outcome.tracking_uri],
     ]

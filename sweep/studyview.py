@@ -178,7 +178,14 @@ def importances(view: StudyView) -> dict[str, float] | None:
     ]
     if len(view.frozen) < 3 or not varying:
         return None
-    study = optuna.create_study(direction="maximize")  # in memory, from the stored trials
+    # In memory, from the stored trials; its "A new study created in memory" INFO line would
+    # land in the middle of `sweep run`'s progress bar (the helper process logs at INFO).
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(direction="maximize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     study.add_trials(view.frozen)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -320,10 +320,11 @@ def test_report_of_an_unknown_study_is_a_usage_error(home: Path) -> None:
 
 
 def test_the_report_drawn_by_the_helper_process_matches_drawing_here(
-    grid, home: Path, tmp_path: Path
+    grid, home: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """`sweep run` draws in a helper process; a helper that died is replaced by drawing in this
-    process, with the same files."""
+    process, with the same files. The helper writes nothing on the terminal (it shares it with
+    the progress bar)."""
     import os
     import signal
 
@@ -339,8 +340,10 @@ def test_the_report_drawn_by_the_helper_process_matches_drawing_here(
     finally:
         tracker.close()
     helper = ReportDrawer()
+    capfd.readouterr()
     helper.submit(view, tmp_path / "helper")
     drawn = helper.result()
+    assert capfd.readouterr() == ("", "")
     dying = ReportDrawer()
     for pid in list(dying._pool._processes):  # type: ignore[union-attr]
         os.kill(pid, signal.SIGKILL)

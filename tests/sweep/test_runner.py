@@ -3,6 +3,7 @@ temporary home folder, on tiny IDX data the tests write."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +250,11 @@ class TestCli:
         assert result.exit_code == 0, result.output
         assert "best trial           #" in result.output
         assert "3 completed, 0 pruned, 0 failed (3 run now)" in result.output
+        assert re.search(r"tracking\s+[\d.]+ ms/trial waited", result.output)
+        again = CliRunner().invoke(main, ["run", str(path), "--home", str(home)])
+        assert again.exit_code == 0, again.output
+        assert "3 completed, 0 pruned, 0 failed (0 run now)" in again.output
+        assert re.search(r"tracking\s+n/a \(no trial run now\)", again.output)
         runs = CliRunner().invoke(
             main, ["runs", "cli-ok", "--home", str(home), "--csv", str(tmp_path / "r.csv")]
         )
