@@ -29,6 +29,7 @@ from . import report as reports
 from .drawer import ReportDrawer
 from .space import distributions, make_pruner, make_sampler
 from .spec import StudySpec
+from .sqlitestore import check_sqlite_file, sqlite_path
 from .tracking import Tracker, TrialRecord, default_tracking_uri
 from .workers import (
     DUPLICATE,
@@ -121,6 +122,8 @@ def open_study(
             direction="maximize",
             load_if_exists=True,
         )
+    except RuntimeError:
+        raise  # already one paragraph (check_sqlite_file)
     except ImportError as exc:
         raise RuntimeError(
             f"The Optuna storage {storage} needs a database driver that is not installed ({exc})."
@@ -159,6 +162,13 @@ def prepare_study(
 def load_study(study_name: str, storage: str) -> optuna.Study:
     """An existing study; a clear error naming the studies there when it does not exist."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = sqlite_path(storage)
+    if path is not None and not path.exists():  # reading must not create an empty store
+        raise ValueError(
+            f"No study named {study_name!r}: there is no Optuna storage at {path}. Pass the "
+            "--home (or --storage) that the sweep used, or run `sweep run STUDY.toml` first."
+        )
+    check_sqlite_file(storage, "Optuna storage", "--storage")
     try:
         return optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .locking import sqlite_lock
+from .sqlitestore import check_sqlite_file, sqlite_lock
 
 __all__ = ["RUN_STATUS", "Tracker", "TrialRecord", "default_tracking_uri", "fetch_trial_runs"]
 
@@ -110,6 +110,15 @@ class _Store:
             raise RuntimeError(
                 f"The MLflow tracking store at {tracking_uri} refused the request ({exc}). "
                 "Check --tracking-uri and that the server is running."
+            ) from None
+        except RuntimeError:
+            raise  # ours, already one paragraph
+        except Exception as exc:  # the database driver's errors (SQLAlchemy, sqlite3, ...)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise RuntimeError(
+                f"The MLflow tracking store at {tracking_uri} could not be opened "
+                f"({type(exc).__name__}: {first}). Check --tracking-uri (or --home): it must "
+                "be an MLflow store, or a new file or database for one."
             ) from None
         self.busy_s = time.perf_counter() - t0
 
@@ -307,6 +316,7 @@ class Tracker:
         self.background_seconds = 0.0  # time the background worker spent on MLflow calls
         if tracking_uri.startswith(("http://", "https://")):
             _check_server(tracking_uri)  # an unreachable server fails now, before any training
+        check_sqlite_file(tracking_uri, "MLflow tracking store", "--tracking-uri")  # and a bad file
         self._store: _Store | None = None  # made, then used, only in the background thread
         self._store_error: BaseException | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")

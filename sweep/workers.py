@@ -31,8 +31,8 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from .locking import sqlite_lock
 from .spec import StudySpec
+from .sqlitestore import check_sqlite_file, sqlite_lock
 
 __all__ = [
     "HEARTBEAT_S",
@@ -101,6 +101,7 @@ def make_storage(
     elif url.startswith("sqlite"):
         # Several local workers share the file: wait for a lock rather than fail at 5 s.
         engine_kwargs = {"connect_args": {"timeout": 60}}
+    check_sqlite_file(url, "Optuna storage", "--storage")  # not MLflow's file, not a folder
     with sqlite_lock(url):  # N new workers: one creates the tables, the others wait
         storage = RDBStorage(
             url,

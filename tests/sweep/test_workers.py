@@ -284,6 +284,27 @@ def test_an_unreachable_tracking_server_fails_fast_before_training(
     assert not (tmp_path / "h" / "optuna.db").exists()
 
 
+def test_a_tracking_uri_naming_the_optuna_file_is_refused_before_training(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    """A user's slip (`--tracking-uri sqlite:///.softsweep/optuna.db`) used to add MLflow's
+    tables to the Optuna file and fail with a traceback after the first group trained."""
+    path = study_file(tmp_path, "x", spec_text("slip", data_folder))
+    home = tmp_path / "h"
+    optuna_file = tmp_path / "other" / "optuna.db"
+    optuna_file.parent.mkdir()
+    optuna.create_study(study_name="theirs", storage=f"sqlite:///{optuna_file}")
+    before = optuna_file.read_bytes()
+    result = CliRunner().invoke(
+        main, ["run", str(path), "--home", str(home), "--tracking-uri", f"sqlite:///{optuna_file}"]
+    )
+    assert result.exit_code == 1
+    assert "cannot be used (it is an Optuna storage)" in result.output
+    assert "Traceback" not in result.output
+    assert optuna_file.read_bytes() == before
+    assert not (home / "optuna.db").exists()  # refused before the study was opened
+
+
 def test_an_unreachable_database_fails_within_seconds(data_folder: Path, tmp_path: Path) -> None:
     path = study_file(tmp_path, "x", spec_text("unreach-db", data_folder))
     started = time.monotonic()

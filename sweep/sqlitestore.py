@@ -1,0 +1,94 @@
+"""The embedded stores' SQLite files: checked before use, opened one process at a time.
+
+A file that cannot be a store (not a database, a folder, another program's tables) is refused
+before anything is written to it or trained: MLflow given Optuna's file (or the reverse) would
+otherwise add its own tables to it and fail only after the first group trained.
+
+
+Optuna and MLflow both create (and MLflow migrates) a new SQLite store's tables on first
+open, and two processes doing that at once both run the DDL and one fails ("table studies
+already exists", "table _alembic_tmp_experiments already exists"). `sweep run --workers N` on a
+new home, or N `sweep worker` processes started together on one machine, do exactly that. An
+advisory lock on `<file>.lock` makes them take turns: the first creates the tables, the others
+find them there. PostgreSQL and MLflow servers handle their own concurrency: no lock.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+__all__ = ["check_sqlite_file", "sqlite_lock", "sqlite_path"]
+
+# The tables that say whose store a SQLite file is.
+TABLES = {
+    "MLflow tracking store": {"experiments", "runs", "metrics"},
+    "Optuna storage": {"studies", "trials", "version_info"},
+}
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The file of a `sqlite:///path` URI (None for anything else, or an in-memory store)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    name = uri[len("sqlite:///") :].split("?", 1)[0]
+    return Path(name).resolve() if name and name != ":memory:" else None
+
+
+@contextmanager
+def sqlite_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on the store's `<file>.lock` (nothing for a non-SQLite URI)."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def check_sqlite_file(uri: str, kind: str, option: str) -> None:
+    """Refuse, in one paragraph, a `sqlite:///` file that cannot be this kind of store (a
+    folder, not a database, a folder it cannot be created in, another program's tables).
+    Milliseconds; nothing is created or written. Other URIs are not checked here."""
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    problem = None
+    if path.is_dir():
+        problem = "it is a folder"
+    elif path.exists():
+        try:
+            with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+                tables = {name for (name,) in db.execute(_TABLE_NAMES)}
+        except sqlite3.Error as exc:
+            problem = f"sqlite3: {exc}"
+        else:
+            if tables and not TABLES[kind] <= tables:
+                others = [k for k, needed in TABLES.items() if k != kind and needed <= tables]
+                problem = (
+                    f"it is an {others[0]}"
+                    if others
+                    else f"its tables are another program's: {', '.join(sorted(tables)[:6])}"
+                )
+    else:
+        folder = next((f for f in path.parents if f.exists()), None)
+        if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            problem = f"{folder} is not a folder this user can create it in"
+    if problem:
+        raise RuntimeError(
+            f"The {kind} {uri} cannot be used ({problem}). Point {option} at a new file or at "
+            f"an existing {kind}'s file (or pass another --home)."
+        )
+
+
+_TABLE_NAMES = "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
