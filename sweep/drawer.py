@@ -42,6 +42,15 @@ def _warm_up() -> None:
     reports.warm_up()
 
 
+def _can_spawn() -> bool:
+    """A spawned process starts by re-running the main script from its file. A script that
+    has none to re-run (`python - <<EOF`: `__file__` is '<stdin>') would make the helper die
+    with a traceback on the terminal; an interactive session or `python -c` has no `__file__`
+    at all, and spawning works."""
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return path is None or os.path.isfile(path)
+
+
 def _draw(view: StudyView, folder: Path) -> reports.Report:
     return reports.write_report(view, folder)
 
@@ -51,14 +60,17 @@ class ReportDrawer:
     `Report` (or raises what `write_report` raised)."""
 
     def __init__(self) -> None:
-        self._pool: ProcessPoolExecutor | None = ProcessPoolExecutor(
+        self._pool: ProcessPoolExecutor | None = None
+        self._job: Future[reports.Report] | None = None
+        self._args: tuple[StudyView, Path] | None = None
+        if not _can_spawn():
+            return  # drawn in this process
+        self._pool = ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),  # no fork: the sweep has threads
             initializer=_warm_up,
         )
         self._pool.submit(int)  # start the process (and its warm-up) now
-        self._job: Future[reports.Report] | None = None
-        self._args: tuple[StudyView, Path] | None = None
 
     def submit(self, view: StudyView, folder: Path) -> None:
         self._args = (view, folder)

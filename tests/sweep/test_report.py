@@ -358,3 +358,29 @@ def test_the_report_drawn_by_the_helper_process_matches_drawing_here(
         run_bytes = (outcome.report_dir / name).read_bytes()
         assert (tmp_path / "helper" / name).read_bytes() == run_bytes, name
         assert (tmp_path / "here" / name).read_bytes() == run_bytes, name
+
+
+def test_a_sweep_started_from_a_script_on_stdin_draws_its_report_in_process(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    """The helper cannot be spawned when the main script has no file (`python - <<EOF`): the
+    report is drawn in the sweep's process, and nothing is printed about it."""
+    import subprocess
+    import sys
+
+    study = tmp_path / "stdin.toml"
+    study.write_text(spec_text("stdin", data_folder, reg="{ values = [0.0] }", batch="[32]"))
+    script = (
+        "from pathlib import Path\n"
+        "from sweep.runner import run_study\n"
+        "from sweep.spec import load_spec\n"
+        f"out = run_study(load_spec({str(study)!r}), home=Path({str(tmp_path / 'h')!r}))\n"
+        "print(out.report_dir)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr
+    assert (Path(done.stdout.strip()) / "index.html").is_file()
