@@ -269,7 +269,7 @@ def _run_study(
     except BaseException:
         tracker.abandon()
         raise
-    on_stale.close_run = tracker.fail_run
+    on_stale.close_runs = tracker.fail_trial_runs
     tracker.set_fixed_params({"val_size": str(data.X_val.shape[0])})
     _describe_study(study, spec, data)
     tracker.start_study(spec.name, spec.as_params(), spec.text)

@@ -250,6 +250,25 @@ class _Store:
         except Exception as exc:  # best effort: the run may be gone
             return f"run {run_id}: {type(exc).__name__}: {exc}"
 
+    def fail_trial_runs(
+        self, study_name: str, number: int, run_id: str | None, reason: str
+    ) -> str | None:
+        """Close a dead worker's run of trial `number` as FAILED: the one its trial names, or,
+        when the worker died between creating the run and writing its id on the trial, every
+        run still RUNNING with the trial's tags."""
+        if run_id:
+            return self.fail_run(run_id, reason)
+        query = (
+            f"tags.`softsweep.role` = 'trial' and tags.`optuna.study` = '{study_name}' "
+            f"and tags.`optuna.trial` = '{number}' and attributes.status = 'RUNNING'"
+        )
+        try:
+            found = self.client.search_runs([self.experiment_id], query)
+        except Exception as exc:  # best effort, as fail_run
+            return f"trial #{number}: {type(exc).__name__}: {exc}"
+        problems = [self.fail_run(str(run.info.run_id), reason) for run in found]
+        return "; ".join(p for p in problems if p) or None
+
     def log_reports(self, parent_id: str, folder: Path) -> None:
         self.client.log_artifacts(parent_id, str(folder), artifact_path="reports")
 
@@ -437,6 +456,15 @@ class Tracker:
     def fail_run(self, run_id: str, reason: str = "") -> None:
         """Close a run as FAILED (its trial was interrupted or its worker died)."""
         problem = self._ask(_Store.fail_run, run_id, reason)
+        if problem:
+            self.errors.append(problem)
+
+    def fail_trial_runs(
+        self, study_name: str, number: int, run_id: str | None, reason: str = ""
+    ) -> None:
+        """Close the run of a trial whose worker died as FAILED (found by its tags when the
+        id never reached the trial)."""
+        problem = self._ask(_Store.fail_trial_runs, study_name, number, run_id, reason)
         if problem:
             self.errors.append(problem)
 

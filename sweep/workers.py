@@ -73,20 +73,23 @@ def worker_name() -> str:
 class StaleTrials:
     """Optuna's callback for a trial failed by heartbeat: close its MLflow run, then retry it.
 
-    `close_run(run_id, reason)` is set once the tracker exists.
+    `close_runs(study_name, trial_number, run_id or None, reason)` is set once the tracker
+    exists (`Tracker.fail_trial_runs`: without a run id it finds the trial's runs by their tags,
+    for a worker that died between creating the run and writing its id on the trial).
     """
 
     def __init__(self, max_retry: int = MAX_RETRY) -> None:
         self.retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
-        self.close_run: Callable[[str, str], None] | None = None
+        self.close_runs: Callable[[str, int, str | None, str], None] | None = None
         self.failed: list[int] = []
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self.failed.append(trial.number)
         run_id = trial.user_attrs.get("mlflow_run_id")
         worker = trial.user_attrs.get("worker", "a worker")
-        if run_id and self.close_run is not None:
-            self.close_run(run_id, f"{worker} stopped sending heartbeats; trial retried")
+        if self.close_runs is not None:
+            reason = f"{worker} stopped sending heartbeats; trial retried"
+            self.close_runs(study.study_name, trial.number, run_id, reason)
         self.retry(study, trial)
 
 

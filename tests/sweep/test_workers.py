@@ -194,6 +194,40 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(
     assert "stopped sending heartbeats" in run.data.tags["softsweep.fail_reason"]
 
 
+def test_a_worker_dead_before_its_run_id_reached_the_trial_still_gets_its_run_closed(
+    tmp_path: Path,
+) -> None:
+    """The worker created the trial's MLflow run, then died before writing the run's id on the
+    trial: the stale trial's run is found by its tags and closed, not left RUNNING."""
+    from optuna.storages import fail_stale_trials
+
+    from sweep.tracking import Tracker
+    from sweep.workers import StaleTrials, make_storage
+
+    on_stale = StaleTrials()
+    storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_s=1, on_stale=on_stale)
+    study = optuna.create_study(study_name="orphan", storage=storage, direction="maximize")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(tracking, "orphan", artifact_root=tmp_path / "artifacts")
+    try:
+        on_stale.close_runs = tracker.fail_trial_runs
+        orphan = study.ask()
+        storage.record_heartbeat(orphan._trial_id)
+        (run_id,) = tracker.run_ids([tracker.start_trial("orphan", orphan.number)])
+        # ... and the worker dies here: no heartbeat, no "mlflow_run_id" on the trial.
+        time.sleep(4.1)  # past the grace period (3 heartbeats; the clock there is in seconds)
+        fail_stale_trials(study)
+        tracker.flush()
+    finally:
+        tracker.close()
+    assert on_stale.failed == [orphan.number]
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert [t.state for t in study.trials[orphan.number + 1 :]] == [TrialState.WAITING]  # retried
+    run = MlflowClient(tracking_uri=tracking).get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert "stopped sending heartbeats" in run.data.tags["softsweep.fail_reason"]
+
+
 def test_four_local_workers_on_the_embedded_sqlite_stores(big_data: Path, tmp_path: Path) -> None:
     text = spec_text(
         "local4",
