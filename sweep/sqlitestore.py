@@ -4,7 +4,6 @@ A file that cannot be a store (not a database, a folder, another program's table
 before anything is written to it or trained: MLflow given Optuna's file (or the reverse) would
 otherwise add its own tables to it and fail only after the first group trained.
 
-
 Optuna and MLflow both create (and MLflow migrates) a new SQLite store's tables on first
 open, and two processes doing that at once both run the DDL and one fails ("table studies
 already exists", "table _alembic_tmp_experiments already exists"). `sweep run --workers N` on a
@@ -69,7 +68,8 @@ def check_sqlite_file(uri: str, kind: str, option: str) -> None:
     elif path.exists():
         try:
             with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-                tables = {name for (name,) in db.execute(_TABLE_NAMES)}
+                # alembic's bookkeeping alone (both programs use it) is a store not made yet
+                tables = {name for (name,) in db.execute(_TABLE_NAMES)} - {"alembic_version"}
         except sqlite3.Error as exc:
             problem = f"sqlite3: {exc}"
         else:
