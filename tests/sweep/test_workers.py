@@ -146,7 +146,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(
     servers, big_data: Path, tmp_path: Path
 ) -> None:
     storage, tracking = servers
-    # Trials of ~3 s: a worker's first runs exist only once its MLflow helper has imported
+    # Trials of ~3 s: a worker's first runs exist only once its tracker thread has imported
     # MLflow (~2 s), and the kill must still land inside the trial.
     text = spec_text(
         "pg-kill",
