@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .sqlitestore import check_sqlite_file, sqlite_lock
+from .sqlitestore import check_sqlite_file, open_store
 
 __all__ = ["RUN_STATUS", "Tracker", "TrialRecord", "default_tracking_uri", "fetch_trial_runs"]
 
@@ -42,14 +42,23 @@ def _client(tracking_uri: str) -> Any:
     # Downloads (weights for the test set and the report) would each draw a progress bar.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    import mlflow  # noqa: F401  (lazy: the import is slow)
+    import mlflow  # (lazy: the import is slow)
     from mlflow import MlflowClient
 
     # MLflow logs INFO lines about schema migrations on a new store; the summary says enough.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
-    with sqlite_lock(tracking_uri):  # N new workers: one migrates, the others wait
-        return MlflowClient(tracking_uri=tracking_uri)  # opens (creates, migrates) the store
+    # Opening a new store creates and migrates it: one process at a time (N new workers),
+    # from the empty store this MLflow version made before, when there is one (see
+    # sqlitestore.py). The client opens the store when it is made.
+    from engine.data.sources import cache_dir
+
+    return open_store(
+        tracking_uri,
+        lambda: MlflowClient(tracking_uri=tracking_uri),
+        "MLflow tracking store",
+        seed=cache_dir() / "stores" / f"mlflow-{mlflow.__version__}.db",
+    )
 
 
 def _check_server(uri: str, timeout_s: float = 5.0) -> None:

@@ -16,6 +16,7 @@ import optuna
 import pytest
 from click.testing import CliRunner
 
+from engine.data.sources import KNOWN_DATASETS, locate
 from sweep.cli import main
 from tests.conftest import _USER_ENV
 
@@ -26,8 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def main_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("main-job")
+    # The data is wherever the user has it; anything the sweep caches goes to the test's cache.
     env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "SOFTSWEEP_OFFLINE")}
     with mock.patch.dict(os.environ, {**env, **_USER_ENV}, clear=True):
+        folder = locate(KNOWN_DATASETS["fashion-mnist"])
+    with mock.patch.dict(os.environ, {"SOFTSWEEP_DATA": str(folder)}):
         result = CliRunner().invoke(
             main, ["run", str(ROOT / "studies/fashion_mnist.toml"), "--home", str(home)]
         )

@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweep.cli import main
+from sweep.tracking import _Store
 from tests.helpers import spec_text, write_idx_dataset
 from tests.servers import mlflow_server, postgres
 
@@ -276,12 +277,17 @@ _Store(f"sqlite:///{home / 'mlflow.db'}", spec.name, home / "mlartifacts", True,
 """
 
 
+@pytest.mark.parametrize("cache", ["empty", "with MLflow's empty store"])
 def test_workers_opening_a_new_home_together_each_find_its_stores(
-    data_folder: Path, tmp_path: Path
+    data_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: str
 ) -> None:
     """Optuna and MLflow both create a new SQLite store's tables on first open; 4 processes
     doing it in the same instant used to fail with "table ... already exists" (MLflow's
-    migrations, seen in CI with `sweep run --workers 4` on a new home)."""
+    migrations, seen in CI with `sweep run --workers 4` on a new home). With an empty store in
+    the cache, one copies it and the others find the copy."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    if cache != "empty":
+        _Store(f"sqlite:///{tmp_path / 'earlier' / 'mlflow.db'}", "x", None, True, {})
     path = study_file(tmp_path, "together", spec_text("together", data_folder))
     home, go = tmp_path / "home", tmp_path / "go"
     home.mkdir()
@@ -299,6 +305,10 @@ def test_workers_opening_a_new_home_together_each_find_its_stores(
     assert len(optuna.get_all_study_names(f"sqlite:///{home / 'optuna.db'}")) == 1
     experiments = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}").search_experiments()
     assert [e.name for e in experiments if e.name != "Default"] == ["together"]
+    if cache != "empty":  # the home's store is the cached copy (its Default is the earlier one)
+        earlier = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'earlier' / 'mlflow.db'}")
+        default = [e.creation_time for e in experiments if e.name == "Default"]
+        assert default == [earlier.get_experiment("0").creation_time]
 
 
 def test_an_unreachable_tracking_server_fails_fast_before_training(
