@@ -708,6 +708,7 @@ def _train_group(
         session.engine_s += group_s
 
     out = []
+    finished: list[tuple[str, TrialRecord]] = []
     for trial, run_id, result in zip(group, run_ids, results, strict=True):
         final = {
             "final_val_accuracy": result.val_accuracy,
@@ -728,20 +729,26 @@ def _train_group(
             state, value = "FAIL", None
             trial.set_user_attr("fail_reason", result.reason)
             trial.study.tell(trial, state=TrialState.FAIL)
-        tracker.finish_trial(
-            run_id,
-            TrialRecord(
-                trial.number,
-                state,
-                trial.params,
-                result.history,
-                final,
-                reason=result.reason,
-                weights=result.weights,
-            ),
+        finished.append(
+            (
+                run_id,
+                TrialRecord(
+                    trial.number,
+                    state,
+                    trial.params,
+                    result.history,
+                    final,
+                    reason=result.reason,
+                    weights=result.weights,
+                ),
+            )
         )
         curve = [float(h["val_accuracy"]) for h in result.history]
         out.append((state, value, result.weights, curve))
+    # Handed to the tracker once every trial is told: its thread would otherwise share the GIL
+    # with the tells, and what follows them (the next group, or the report) waits for the tells.
+    for run_id, record in finished:
+        tracker.finish_trial(run_id, record)
     return out
 
 
