@@ -400,7 +400,7 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
     from .studyview import gather
     from .tracking import Tracker, default_tracking_uri
 
-    home_path = resolve_home(home)
+    home_path = resolve_home(home, create=False)
     storage = storage or default_storage(home_path)
     tracking_uri = tracking_uri or default_tracking_uri(home_path)
     stored = load_study(study, storage)
@@ -461,7 +461,7 @@ def ui(home: Path | None, port: int) -> None:
     from .runner import resolve_home
     from .tracking import default_tracking_uri
 
-    home_path = resolve_home(home)
+    home_path = resolve_home(home, create=False)
     if not (home_path / "mlflow.db").is_file():
         raise FileNotFoundError(
             f"No MLflow store in {home_path} (mlflow.db is missing). Run `sweep run STUDY.toml` "

@@ -30,7 +30,7 @@ def load_runs(
     trial's last metric values and its run. Sorted best first (completed trials by validation
     accuracy), then the rest by trial number.
     """
-    home_path = resolve_home(home)
+    home_path = resolve_home(home, create=False)
     storage = storage or default_storage(home_path)
     tracking_uri = tracking_uri or default_tracking_uri(home_path)
     trials = load_study(study, storage).get_trials(deepcopy=False)

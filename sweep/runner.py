@@ -58,10 +58,11 @@ FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 RUN_ID_ATTR = "mlflow_run_id"
 
 
-def resolve_home(home: str | Path | None) -> Path:
-    """--home, else $SOFTSWEEP_HOME, else ./.softsweep."""
+def resolve_home(home: str | Path | None, *, create: bool = True) -> Path:
+    """--home, else $SOFTSWEEP_HOME, else ./.softsweep; created unless only read from."""
     path = Path(home or os.environ.get("SOFTSWEEP_HOME") or ".softsweep")
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path.resolve()
 
 

@@ -92,11 +92,21 @@ def test_new_files_and_each_programs_own_file_pass(tmp_path: Path) -> None:
     check_sqlite_file(f"sqlite:///{optuna_file}", "Optuna storage", "--storage")
 
 
-def test_reading_a_home_that_does_not_exist_creates_no_store(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["runs", "foo", "--home", str(tmp_path / "nope")])
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        (["runs", "foo"], "there is no Optuna storage at"),
+        (["report", "foo"], "there is no Optuna storage at"),
+        (["ui"], "No MLflow store in"),
+    ],
+)
+def test_reading_a_home_that_does_not_exist_creates_nothing(
+    tmp_path: Path, command: list[str], says: str
+) -> None:
+    result = CliRunner().invoke(main, [*command, "--home", str(tmp_path / "nope")])
     assert result.exit_code == 2
-    assert "there is no Optuna storage at" in result.output
-    assert not (tmp_path / "nope" / "optuna.db").exists()
+    assert says in result.output
+    assert not (tmp_path / "nope").exists()  # not even the folder
 
 
 def _sql(path: Path, query: str) -> list[tuple]:
