@@ -648,7 +648,9 @@ def _train_group(
     # on its trial as soon as it exists (a killed worker's runs can then be closed), and all
     # are there before the trials are told.
     creating = [
-        tracker.start_trial(spec.name, trial.number, on_created=_run_id_setter(trial))
+        tracker.start_trial(
+            spec.name, trial.number, on_created=_run_id_setter(trial), params=trial.params
+        )
         for trial in group
     ]
     if session is not None:

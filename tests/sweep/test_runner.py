@@ -325,22 +325,31 @@ class TestCli:
 def test_trial_runs_are_created_in_the_background_and_their_ids_announced(
     tmp_path: Path,
 ) -> None:
-    from sweep.tracking import Tracker
+    from sweep.tracking import Tracker, TrialRecord
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "bg", wait=False)  # returns before MLflow's store is open
+    tracker = Tracker(uri, "bg", fixed_params={"epochs": "3"}, wait=False)  # returns at once
     tracker.start_study("bg", {"sampler": "grid"}, "")
     announced: list[str] = []
-    started = [tracker.start_trial("bg", n, on_created=announced.append) for n in range(3)]
+    started = [
+        tracker.start_trial("bg", n, on_created=announced.append, params={"reg": n / 10})
+        for n in range(3)
+    ]
     ids = tracker.run_ids(started)
     assert announced == ids  # each id was handed over before its future gave it
     parent = tracker.study_run()
+    tracker.finish_trial(ids[0], TrialRecord(0, "COMPLETE", {"reg": 0.0}, [], {"acc": 0.5}))
+    tracker.flush()
+    assert tracker.errors == []
     tracker.close()
     client = MlflowClient(tracking_uri=uri)
     for n, run_id in enumerate(ids):
         run = client.get_run(run_id)
-        assert run.info.status == "RUNNING" and run.data.tags["optuna.trial"] == str(n)
+        assert run.data.tags["optuna.trial"] == str(n)
+        assert run.info.status == ("FINISHED" if n == 0 else "RUNNING")
         assert run.data.tags["mlflow.parentRunId"] == parent
+        # A running (or killed) trial's run already shows what it is trying.
+        assert run.data.params == {"epochs": "3", "reg": str(n / 10)}
     # A store that cannot serve the study: the error reaches the first caller that waits.
     missing = Tracker(uri, "no-such-study", create=False, wait=False)
     with pytest.raises(RuntimeError, match="has no experiment named 'no-such-study'"):
