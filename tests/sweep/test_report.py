@@ -384,3 +384,65 @@ def test_a_sweep_started_from_a_script_on_stdin_draws_its_report_in_process(
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "Error" not in done.stderr
     assert (Path(done.stdout.strip()) / "index.html").is_file()
+
+
+SPLIT_SCRIPT = """
+import os, sys
+from pathlib import Path
+import numpy as np
+from sweep import report as reports
+
+out, fail_in_child = Path(sys.argv[1]), sys.argv[2] == "1"
+parent, original = os.getpid(), reports._save
+
+def save(fig, path):
+    if fail_in_child and os.getpid() != parent:
+        raise OSError("the child cannot write")
+    original(fig, path)
+    path.with_suffix(".pid").write_text(str(os.getpid()))
+
+def figures(folder):
+    made = []
+    for k in range(4):
+        fig = reports._figure(2.0 + k, 2.0)
+        fig.subplots().imshow(np.arange(16 * (k + 1)).reshape(4, -1))
+        made.append((fig, folder / f"f{k}.png"))
+    return made
+
+reports._save = save
+(out / "serial").mkdir()
+(out / "split").mkdir()
+reports._save_all(figures(out / "serial"))
+reports.SPLIT_WORK = True
+reports._save_all(figures(out / "split"))
+print(parent)
+"""
+
+
+@pytest.mark.parametrize("child_fails", [False, True])
+def test_the_helper_shares_its_drawing_with_a_forked_child_and_the_files_are_the_same(
+    tmp_path: Path, child_fails: bool
+) -> None:
+    """In the drawing helper (one thread), a forked child renders about half the figures on
+    the second core; whatever the child fails to write, the helper writes itself."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", SPLIT_SCRIPT, str(tmp_path), "1" if child_fails else "0"],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    parent = done.stdout.strip()
+    writers = {p.stem: p.read_text() for p in (tmp_path / "split").glob("*.pid")}
+    assert sorted(writers) == ["f0", "f1", "f2", "f3"]
+    if child_fails:
+        assert set(writers.values()) == {parent}
+    else:  # two processes wrote two figures each (by area: f3 + f0 against f2 + f1)
+        assert len(set(writers.values())) == 2 and parent in writers.values()
+        assert writers["f3"] == writers["f0"] != writers["f2"] == writers["f1"]
+    for k in range(4):
+        assert (tmp_path / "split" / f"f{k}.png").read_bytes() == (
+            tmp_path / "serial" / f"f{k}.png"
+        ).read_bytes()
+    assert not list((tmp_path / "split").glob("*.tmp"))
