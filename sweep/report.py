@@ -408,11 +408,16 @@ def _save_all(figures: list[tuple[Figure, Path]]) -> None:
     (`SPLIT_WORK`), a forked child renders about half of them (by figure area) on the second
     core. Anything the child did not write is written here. The files are the same bytes
     either way."""
+    import sys
     import threading
 
-    # Only in a process with one thread: a fork copies locks that other threads may hold.
+    # Only in a process with one thread (a fork copies locks that other threads may hold), and
+    # only on Linux (macOS does not support fork without exec once system frameworks loaded).
     if not (
-        SPLIT_WORK and len(figures) > 1 and hasattr(os, "fork") and threading.active_count() == 1
+        SPLIT_WORK
+        and len(figures) > 1
+        and sys.platform.startswith("linux")
+        and threading.active_count() == 1
     ):
         for fig, path in figures:
             _save(fig, path)
