@@ -124,7 +124,11 @@ def resolve_name(name: str) -> DatasetInfo | None:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    """`$XDG_CACHE_HOME/softsweep`, else `~/.cache/softsweep` (a relative $XDG_CACHE_HOME is
+    ignored, as the XDG spec asks: it would name a different folder in every directory)."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):
+        base = str(Path.home() / ".cache")
     return Path(base) / "softsweep"
 
 

@@ -304,3 +304,15 @@ def test_dataset_refuses_non_finite_features(tiny: engine.Dataset) -> None:
     X_val[0, 0] = np.nan
     with pytest.raises(ValueError, match=r"X_val must contain only finite numbers, got NaN or inf"):
         dataclasses.replace(tiny, X_val=X_val)
+
+
+@pytest.mark.parametrize(
+    ("xdg", "expected"), [("/x/cache", "/x/cache"), ("rel/cache", None), ("", None)]
+)
+def test_the_user_cache_follows_an_absolute_xdg_cache_home_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, xdg: str, expected: str | None
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    base = Path(expected) if expected else tmp_path / ".cache"
+    assert sources.cache_dir() == base / "softsweep"
