@@ -193,6 +193,10 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(
     run = MlflowClient(tracking_uri=tracking).get_run(killed.user_attrs["mlflow_run_id"])
     assert run.info.status == "FAILED"
     assert "stopped sending heartbeats" in run.data.tags["softsweep.fail_reason"]
+    # It shows what the trial was trying (params are logged when the run is created).
+    assert run.data.params["learning_rate"] == str(killed.params["learning_rate"])
+    assert run.data.params["reg"] == str(killed.params["reg"])
+    assert run.data.params["epochs"] == "30"
 
 
 def test_a_worker_dead_before_its_run_id_reached_the_trial_still_gets_its_run_closed(
