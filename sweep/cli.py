@@ -416,13 +416,15 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
         )
         written = reports.write_report(view, report_folder(home_path, study))
         if tracker.parent_id is not None:
-            tracker.log_reports(written.folder)
+            tracker.log_reports(written.files)
     finally:
         tracker.close()
     for path in written.files:
         click.echo(str(path))
     for note in written.notes:
         click.echo(f"note: {note}", err=True)
+    for problem in tracker.errors:
+        click.echo(f"warning: {problem}", err=True)
     click.echo(
         f"open {written.index} in a browser"
         + (

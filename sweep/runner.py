@@ -571,7 +571,7 @@ def _close_study(
             written = drawer.result()
         else:
             written = reports.write_report(view, folder)
-        tracker.log_reports(written.folder)
+        tracker.log_reports(written.files)
         outcome.report_dir = written.folder
         outcome.report_notes = written.notes
     summary = {

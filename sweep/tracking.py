@@ -296,8 +296,16 @@ class _Store:
         problems = [self.fail_run(str(run.info.run_id), reason) for run in found]
         return "; ".join(p for p in problems if p) or None
 
-    def log_reports(self, parent_id: str, folder: Path) -> None:
-        self.client.log_artifacts(parent_id, str(folder), artifact_path="reports")
+    def log_reports(self, parent_id: str, files: Sequence[Path]) -> str | None:
+        """Each file, not the folder: another worker closing the study at the same moment may
+        be writing its own copy of the report there (temporary files that come and go)."""
+        problems = []
+        for path in files:
+            try:
+                self.client.log_artifact(parent_id, str(path), artifact_path="reports")
+            except Exception as exc:  # the report on disk is whole; its copy here is not
+                problems.append(f"{path.name}: {type(exc).__name__}: {exc}")
+        return "; ".join(problems) or None
 
     def finish_study(
         self, parent_id: str, metrics: Mapping[str, float], tags: Mapping[str, str]
@@ -425,12 +433,15 @@ class Tracker:
         """The run id of the study's parent run, if it has one."""
         return self._ask(_Store.find_study_run, study_name)  # type: ignore[no-any-return]
 
-    def log_reports(self, folder: Path) -> None:
-        """The report's files as artifacts of the study's run, under `reports/`."""
+    def log_reports(self, files: Sequence[Path]) -> None:
+        """The report's files as artifacts of the study's run, under `reports/` (what could
+        not be logged goes to `errors`)."""
         parent = self.study_run()
         if parent is None:
             raise RuntimeError("log_reports needs the study's run (start_study or find_study_run)")
-        self._ask(_Store.log_reports, parent, folder)
+        problem = self._ask(_Store.log_reports, parent, list(files))
+        if problem:
+            self.errors.append(f"report artifacts: {problem}")
 
     def finish_study(self, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
         self.flush()

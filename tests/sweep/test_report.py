@@ -190,6 +190,34 @@ def test_reports_are_artifacts_of_the_study_run(grid, home: Path) -> None:
     assert {"heatmap.png", "templates.png", "gallery.png", "curves.png", "index.html"} <= names
 
 
+def test_only_the_reports_own_files_are_logged_while_another_worker_writes_there(
+    grid, home: Path
+) -> None:
+    """Two workers that finish together both close the study and write the same report
+    folder; one's temporary files (there for a moment, then renamed) must not be logged by the
+    other: logging the whole folder failed with "No such file or directory: ....tmp"."""
+    from sweep.tracking import Tracker
+
+    outcome, _ = grid
+    folder = outcome.report_dir
+    stray = folder / "gallery.png.999999.tmp"  # another worker, mid-write
+    stray.write_bytes(b"half a picture")
+    tracker = Tracker(f"sqlite:///{home / 'mlflow.db'}", "rgrid", create=False)
+    try:
+        tracker.parent_id = tracker.find_study_run("rgrid")
+        tracker.log_reports(sorted(folder.glob("*.png")))
+        gone = folder / "not-there.png"  # a file that went away: a warning, not a crash
+        tracker.log_reports([gone])
+    finally:
+        tracker.close()
+        stray.unlink()
+    assert len(tracker.errors) == 1 and "not-there.png" in tracker.errors[0]
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    names = {Path(f.path).name for f in client.list_artifacts(tracker.parent_id, "reports")}
+    assert not [n for n in names if n.endswith(".tmp")]
+    assert {p.name for p in folder.glob("*.png")} <= names
+
+
 def test_sweep_report_rebuilds_the_same_files_without_training(grid, home: Path) -> None:
     outcome, _ = grid
     folder = outcome.report_dir
