@@ -192,6 +192,7 @@ def train_many(
     batch_size: int,
     epochs: int,
     seed: int,
+    loss: Literal["naive", "vectorized"] = "vectorized",
     dtype: np.dtype | type = np.float32,
     on_epoch: OnEpochMany | None = None,
     max_group: int = MAX_GROUP,
@@ -202,8 +203,11 @@ def train_many(
     mapping from config index to that model's metrics (only models still training) and may
     return the indices of models to stop. Models share the seed (initial weights, batch order),
     so result k equals `train(data, learning_rate=..., reg=..., ...)` for config k.
-    Groups larger than `max_group` run in consecutive chunks.
+    Groups larger than `max_group` run in consecutive chunks. `loss="naive"` trains each model
+    alone with the loop implementation (slow on purpose: the course's comparison).
     """
+    if loss not in ("naive", "vectorized"):
+        raise ValueError(f"loss must be 'naive' or 'vectorized', got {loss!r}.")
     batch_size, epochs, dt = _check_common(data, batch_size, epochs, dtype)
     checked = []
     for k, config in enumerate(configs):
@@ -213,11 +217,14 @@ def train_many(
     if not checked:
         raise ValueError("configs must hold at least one (learning_rate, reg) pair, got none.")
     max_group = _check_positive_int("max_group", max_group)
+    if loss == "naive":  # the loop kernel trains one model at a time
+        max_group = 1
     results: list[TrainResult] = []
     for start in range(0, len(checked), max_group):
         chunk = checked[start : start + max_group]
         callback = _shifted(on_epoch, start) if on_epoch is not None and start else on_epoch
-        results += _Group(data, chunk, batch_size, epochs, seed, dt, callback, False).run()
+        naive = loss == "naive"
+        results += _Group(data, chunk, batch_size, epochs, seed, dt, callback, naive).run()
     return results
 
 

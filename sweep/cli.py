@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -210,18 +208,20 @@ def create(
 
     The one-shot step before starting workers; running it again changes nothing.
     """
-    from .runner import prepare_study, resolve_home
+    from .home import Home
+    from .launch import prepare_study
     from .spec import load_spec
 
     spec = load_spec(study_file)
-    queued = prepare_study(
-        spec, home=resolve_home(home), storage=storage, tracking_uri=tracking_uri
-    )
+    queued = prepare_study(spec, Home.resolve(home, storage=storage, tracking_uri=tracking_uri))
     click.echo(
         f"study {spec.name!r} is ready"
         + (f"; {queued} grid cells queued" if queued else "")
         + f". Start workers with: sweep worker {study_file} (same --storage and --tracking-uri)"
     )
+
+
+EXIT_DEADLINE = 124  # as timeout(1): the study stopped at its timeout_s, short of n_trials
 
 
 def _sweep(
@@ -237,12 +237,16 @@ def _sweep(
 ) -> None:
     from tqdm import tqdm
 
-    from .runner import resolve_home, run_study
+    from .home import Home
+    from .launch import run_study
+    from .lifecycle import Interrupted
+    from .processes import die_with_parent
     from .spec import load_spec
-    from .workers import HEARTBEAT_S
+    from .study import HEARTBEAT_S
 
+    die_with_parent()  # a worker started by `sweep run --workers N` stops with it
     spec = load_spec(study_file)
-    home_path = resolve_home(home)
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri)
     bar: list[Any] = []
 
     def on_start(done: int, target: int) -> None:
@@ -268,27 +272,31 @@ def _sweep(
     try:
         outcome = run_study(
             spec,
-            home=home_path,
-            storage=storage,
-            tracking_uri=tracking_uri,
+            where,
             on_start=on_start,
             on_progress=on_progress,
             workers=workers,
             heartbeat_s=heartbeat or HEARTBEAT_S,
             finish=finish,
         )
+    except Interrupted as stop:
+        if bar:
+            bar[0].close()
+        click.echo(
+            f"interrupted ({signal.Signals(stop.signum).name}): the trials in flight were "
+            f"stopped and will run again. Resume with: sweep run {study_file}"
+            + ("" if home is None else f" --home {home}"),
+            err=True,
+        )
+        sys.exit(stop.exit_code)
     finally:
         if bar:
             bar[0].close()
     if quiet:
         return
-    if not outcome.finished_study:
-        click.echo(
-            f"worker done: {outcome.trials_this_run} trials run here; other workers are still "
-            f"on study {spec.name!r}, and the last one closes it (test accuracy, report)."
-        )
+    click.echo(outcome.summary())
+    if outcome.closing is None:  # a worker: the last one closes the study
         return
-    click.echo(summary_table(outcome))
     for note in outcome.report_notes:
         click.echo(f"note: {note}", err=True)
     if outcome.tracking_errors:
@@ -297,63 +305,19 @@ def _sweep(
             + "\n  ".join(outcome.tracking_errors),
             err=True,
         )
+    if outcome.deadline:
+        _fail(
+            f"study {spec.name!r} stopped at its deadline (timeout_s = {spec.timeout_s:g} s) "
+            f"with {outcome.done} of {outcome.target} trials done. Run `sweep run {study_file}` "
+            "again to continue it, or raise timeout_s.",
+            EXIT_DEADLINE,
+        )
     if outcome.n_complete == 0:
         _fail(
             f"study {spec.name!r} has no completed trial; see `sweep runs {spec.name}` "
             "for the failure reasons.",
             EXIT_FAILURE,
         )
-
-
-def summary_table(outcome: Any) -> str:
-    rows = [["study", outcome.study_name]]
-    if outcome.best_params:
-        p = outcome.best_params
-        rows += [
-            [
-                "best trial",
-                f"#{outcome.best_trial}: learning_rate={p['learning_rate']:.4g}, "
-                f"reg={p['reg']:.4g}, batch_size={p['batch_size']}",
-            ],
-            ["validation accuracy", f"{outcome.best_value:.4f}"],
-            [
-                "test accuracy",
-                "n/a (weights not found)"
-                if outcome.test_accuracy is None
-                else f"{outcome.test_accuracy:.4f} (best trial only, evaluated once)",
-            ],
-        ]
-    n_track = outcome.trials_this_run
-    rows += [
-        [
-            "trials",
-            f"{outcome.n_complete} completed, {outcome.n_pruned} pruned, "
-            f"{outcome.n_failed} failed ({outcome.trials_this_run} run now)",
-        ],
-        ["wall time", f"{outcome.wall_s:.1f} s (training {outcome.train_s:.1f} s)"],
-        [
-            "tracking",
-            f"{outcome.tracking_s / n_track * 1e3:.1f} ms/trial waited, "
-            f"{outcome.tracking_background_s / n_track * 1e3:.1f} ms/trial in background"
-            if n_track
-            else "n/a (no trial run now)",
-        ],
-        [
-            "optuna calls",
-            f"{outcome.storage_s / n_track * 1e3:.1f} ms/trial waited"
-            if n_track
-            else "n/a (no trial run now)",
-        ],
-        ["optuna storage", outcome.storage],
-        ["mlflow tracking", outcome.tracking_uri],
-    ]
-    if outcome.report_dir is not None:
-        rows.append(["report", str(outcome.report_dir / "index.html")])
-    if outcome.home is not None:
-        rows.append(["runs table", f"sweep runs {outcome.study_name} --home {outcome.home}"])
-        rows.append(["mlflow ui", f"sweep ui --home {outcome.home}"])
-    width = max(len(r[0]) for r in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
 
 @main.command()
@@ -396,25 +360,24 @@ def runs(
 def report(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
     """Rebuild the report of STUDY from its stored trials and runs (no training)."""
     from . import report as reports
-    from .runner import default_storage, load_study, report_folder, resolve_home
+    from .home import Home
+    from .study import load_study, stored_spec
     from .studyview import gather
-    from .tracking import Tracker, default_tracking_uri
+    from .tracker import Tracker
 
-    home_path = resolve_home(home, create=False)
-    storage = storage or default_storage(home_path)
-    tracking_uri = tracking_uri or default_tracking_uri(home_path)
-    stored = load_study(study, storage)
-    spec = _stored_spec(stored, storage)
-    tracker = Tracker(tracking_uri, study, create=False)
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
+    stored = load_study(study, where)
+    spec = stored_spec(stored, where.storage)
+    tracker = Tracker(where.tracking_uri, study, create=False)
     try:
-        tracker.parent_id = tracker.find_study_run(study)
+        tracker.find_study_run(study)
         view = gather(
             stored,
             spec,
             tracker,
-            links={"optuna storage": storage, "mlflow tracking": tracking_uri},
+            links={"optuna storage": where.storage, "mlflow tracking": where.tracking_uri},
         )
-        written = reports.write_report(view, report_folder(home_path, study))
+        written = reports.write_report(view, where.report_dir(study))
         if tracker.parent_id is not None:
             tracker.log_reports(written.files)
     finally:
@@ -441,69 +404,24 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
         )
 
 
-def _stored_spec(stored: Any, storage: str) -> Any:
-    from .spec import parse_spec
-
-    text = stored.user_attrs.get("spec_toml")
-    if not text:
-        raise RuntimeError(
-            f"Study {stored.study_name!r} in {storage} does not hold its study file (it was "
-            "created by another tool or an older softsweep). Run `sweep run` on its study file "
-            "once: it resumes the study and stores it."
-        )
-    return parse_spec(text, source=f"study {stored.study_name!r} in {storage}")
-
-
 @main.command()
 @_HOME
 @click.option("--port", default=5000, show_default=True)
 @friendly_errors
 def ui(home: Path | None, port: int) -> None:
     """Open the MLflow UI on the home folder's store, bound to 127.0.0.1."""
-    from .runner import resolve_home
-    from .tracking import default_tracking_uri
+    from .home import Home
 
-    home_path = resolve_home(home, create=False)
-    if not (home_path / "mlflow.db").is_file():
+    where = Home.resolve(home, create=False)
+    if not (where.folder / "mlflow.db").is_file():
         raise FileNotFoundError(
-            f"No MLflow store in {home_path} (mlflow.db is missing). Run `sweep run STUDY.toml` "
-            "first, or pass the --home that the sweep used."
+            f"No MLflow store in {where.folder} (mlflow.db is missing). Run `sweep run "
+            "STUDY.toml` first, or pass the --home that the sweep used."
         )
+    from .processes import serve_ui
+
     click.echo(f"MLflow UI: http://127.0.0.1:{port}  (Ctrl-C to stop)")
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        default_tracking_uri(home_path),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    # The UI needs none of the server's job machinery (several extra processes, ~1-2 GiB).
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    # MLflow starts a tree of processes: give it its own group and take the group down with us.
-    server = subprocess.Popen(cmd, env=env, start_new_session=True)
-
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        sys.exit(server.wait())
-    except KeyboardInterrupt:
-        sys.exit(0)
-    finally:
-        try:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGKILL)
+    sys.exit(serve_ui(where.tracking_uri, port))
 
 
 def entry() -> None:

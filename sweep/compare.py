@@ -6,15 +6,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from .runner import RUN_ID_ATTR, default_storage, load_study, resolve_home
-from .tracking import default_tracking_uri, fetch_trial_runs
+from .home import Home
+from .lifecycle import OUTCOME_ATTR, REASON_ATTR, RUN_ID_ATTR
+from .study import load_study
+from .tracking import fetch_trial_runs
 
 __all__ = ["COLUMNS", "load_runs"]
 
 COLUMNS = [
     "trial", "state", "learning_rate", "reg", "batch_size", "val_accuracy",
     "best_val_accuracy", "train_accuracy", "train_loss", "epochs_run", "train_time_s",
-    "duration_s", "fail_reason", "run_id", "run_status",
+    "duration_s", "outcome", "fail_reason", "run_id", "run_status",
 ]  # fmt: skip
 
 
@@ -30,11 +32,9 @@ def load_runs(
     trial's last metric values and its run. Sorted best first (completed trials by validation
     accuracy), then the rest by trial number.
     """
-    home_path = resolve_home(home, create=False)
-    storage = storage or default_storage(home_path)
-    tracking_uri = tracking_uri or default_tracking_uri(home_path)
-    trials = load_study(study, storage).get_trials(deepcopy=False)
-    runs = {r["run_id"]: r for r in fetch_trial_runs(tracking_uri, study)}
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
+    trials = load_study(study, where).get_trials(deepcopy=False)
+    runs = {r["run_id"]: r for r in fetch_trial_runs(where.tracking_uri, study)}
     rows = []
     for t in trials:
         run = runs.get(t.user_attrs.get(RUN_ID_ATTR, ""), {})
@@ -60,13 +60,16 @@ def load_runs(
                 "epochs_run": metrics.get("epochs_run"),
                 "train_time_s": metrics.get("train_time_s"),
                 "duration_s": duration,
-                "fail_reason": t.user_attrs.get("fail_reason", ""),
+                "outcome": t.user_attrs.get(OUTCOME_ATTR, t.state.name.lower()),
+                "fail_reason": t.user_attrs.get(REASON_ATTR, ""),
                 "run_id": run.get("run_id", t.user_attrs.get(RUN_ID_ATTR, "")),
                 "run_status": run.get("run_status", ""),
             }
         )
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    numeric = [c for c in COLUMNS if c not in ("state", "fail_reason", "run_id", "run_status")]
+    numeric = [
+        c for c in COLUMNS if c not in ("state", "outcome", "fail_reason", "run_id", "run_status")
+    ]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
     frame["batch_size"] = frame["batch_size"].astype("Int64")
     frame["epochs_run"] = frame["epochs_run"].astype("Int64")

@@ -12,8 +12,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PRUNERS", "SAMPLERS", "ParamRange", "StudySpec", "load_spec", "parse_spec"]
+__all__ = [
+    "IDENTITY_KEYS",
+    "PARAMS",
+    "PRUNERS",
+    "SAMPLERS",
+    "ParamRange",
+    "StudySpec",
+    "identity_differences",
+    "load_spec",
+    "parse_spec",
+]
 
+# The searched parameters, under the one name each has everywhere: Optuna params, MLflow params,
+# DataFrame columns.
+PARAMS = ("learning_rate", "reg", "batch_size")
+# The settings that change what a trial computes or which trials are asked: a study keeps them
+# for life (`sweep run` refuses a study file that changes one). n_trials, timeout_s and
+# side_by_side may change between runs.
+IDENTITY_KEYS = (
+    "dataset", "val_size", "center", "epochs", "loss", "seed", "sampler", "pruner",
+    "space.learning_rate", "space.reg", "space.batch_size",
+)  # fmt: skip
 SAMPLERS = ("grid", "random", "tpe", "qmc", "cmaes")
 PRUNERS = ("none", "median", "hyperband")
 LOSSES = ("naive", "vectorized")
@@ -118,6 +138,21 @@ class StudySpec:
             "space.reg": self.reg.describe(),
             "space.batch_size": str(list(self.batch_size)),
         }
+
+    def identity(self) -> dict[str, str]:
+        """The settings a study keeps for life (IDENTITY_KEYS), as strings."""
+        params = self.as_params()
+        return {key: params[key] for key in IDENTITY_KEYS}
+
+
+def identity_differences(stored: dict[str, str], spec: StudySpec) -> list[str]:
+    """'key: old -> new' for each identity setting that `spec` changes."""
+    new = spec.identity()
+    return [
+        f"{key}: {stored.get(key, '(not set)')} -> {new[key]}"
+        for key in IDENTITY_KEYS
+        if key in stored and stored[key] != new[key]
+    ]
 
 
 class _Reader:

@@ -5,17 +5,13 @@ before anything is written to it or trained: MLflow given Optuna's file (or the 
 otherwise add its own tables to it and fail only after the first group trained.
 
 Optuna and MLflow both create (and MLflow migrates) a new SQLite store's tables on first
-open, and two processes doing that at once both run the DDL and one fails ("table studies
+open: a process killed meanwhile leaves a store half made, and two processes doing it at once
+both run the DDL and one fails ("table studies
 already exists", "table _alembic_tmp_experiments already exists"). `sweep run --workers N` on a
 new home, or N `sweep worker` processes started together on one machine, do exactly that. An
-advisory lock on `<file>.lock` makes them take turns: the first creates the tables, the others
-find them there. PostgreSQL and MLflow servers handle their own concurrency: no lock.
-
-Creating MLflow's store means running its ~60 schema migrations: ~0.8 s of Python, in every
-new home, for the same empty store each time. `open_store` with a seed keeps a copy of the
-first empty store an MLflow version made (in the user cache, named after the version) and
-starts every later new file as a copy of it; MLflow still checks the copy's schema revision
-when it opens it, and a copy it refuses is replaced by a store made the slow way.
+advisory lock on `<file>.lock` makes them take turns: the first creates the store (whole, in a
+temporary file renamed into place), the others find it there. PostgreSQL and MLflow servers
+handle their own concurrency: no lock.
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -64,69 +60,25 @@ def sqlite_lock(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def open_store(uri: str, opener: Callable[[], T], kind: str, seed: Path | None = None) -> T:
-    """`opener()` (which opens, and for a new file creates, the store at `uri`), one process
-    at a time. With `seed` (where this program version's empty store is kept): a new file
-    starts as a copy of the seed when there is one, and becomes the seed when there is not.
-    Files that hold anything are never replaced."""
+def open_store(uri: str, opener: Callable[[], T], create: Callable[[str], None]) -> T:
+    """`opener()` on the store at `uri`, one process at a time. A new SQLite store is first made
+    whole by `create(tmp_uri)` in a temporary file beside it, then renamed into place: a process
+    killed while making it (MLflow's ~60 migrations take a second or two) leaves no half-made
+    store that nothing could open, only a temporary file, removed the next time."""
     path = sqlite_path(uri)
     with sqlite_lock(uri):
-        if path is None or seed is None or (path.exists() and path.stat().st_size > 0):
-            return opener()
-        if _tables(seed) >= TABLES[kind] and _copy_database(seed, path):
+        if path is not None and (not path.exists() or path.stat().st_size == 0):
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a killed maker's
+                stale.unlink(missing_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
-                return opener()
-            except Exception:  # a seed this version refuses (say, an older schema revision)
-                with suppress(OSError):
-                    seed.unlink(missing_ok=True)
-                # Emptied, not deleted: the program may keep a connection to this file open
-                # (MLflow keeps one engine per URI), and it must see the store it makes next.
-                _drop_tables(path)
-        store = opener()
-        _copy_database(path, seed)  # best effort: the next new store is a copy of this one
-        return store
-
-
-def _tables(path: Path) -> set[str]:
-    """The tables of a SQLite file (none when it is missing or not a database)."""
-    if not path.is_file():
-        return set()
-    try:
-        with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-            return {name for (name,) in db.execute(_TABLE_NAMES)}
-    except sqlite3.Error:
-        return set()
-
-
-def _drop_tables(path: Path) -> None:
-    with closing(sqlite3.connect(path)) as db, db:
-        for kind, name in db.execute(
-            "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view') "
-            "AND name NOT LIKE 'sqlite_%'"
-        ).fetchall():
-            db.execute(f'DROP {kind.upper()} IF EXISTS "{name}"')
-
-
-def _copy_database(source: Path, target: Path) -> bool:
-    """Copy a SQLite database with SQLite's backup API (consistent even while another
-    connection has it open), to a temporary file that replaces `target` once it is on disk.
-    False, with nothing left behind, when it cannot."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with (
-            closing(sqlite3.connect(f"{source.as_uri()}?mode=ro", uri=True)) as src,
-            closing(sqlite3.connect(tmp)) as dst,
-        ):
-            src.backup(dst)
-        with open(tmp, "rb") as done:
-            os.fsync(done.fileno())
-        os.replace(tmp, target)
-        return True
-    except (OSError, sqlite3.Error):
-        with suppress(OSError):  # (its folder may be what is wrong)
-            tmp.unlink(missing_ok=True)
-        return False
+                create(f"sqlite:///{tmp}")
+                with open(tmp, "rb") as made:
+                    os.fsync(made.fileno())
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return opener()
 
 
 def check_sqlite_file(uri: str, kind: str, option: str) -> None:

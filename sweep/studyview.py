@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .spec import ParamRange, StudySpec
+from .spec import PARAMS, ParamRange, StudySpec
 
 TOP_CURVES = 8
 
 if TYPE_CHECKING:
     import optuna
 
-    from .tracking import Tracker
+    from .tracker import Tracker
 
 __all__ = [
     "Axis",
@@ -42,7 +42,7 @@ class TrialView:
     """One trial as the report sees it."""
 
     number: int
-    state: str  # COMPLETE | PRUNED | FAIL | RUNNING
+    outcome: str  # an Outcome's label (complete, pruned, diverged, error, interrupted) or running
     learning_rate: float
     reg: float
     batch_size: int
@@ -50,12 +50,8 @@ class TrialView:
     reason: str = ""
     run_id: str = ""
 
-    @property
-    def outcome(self) -> str:
-        """complete, pruned, diverged, failed or running."""
-        if self.state == "FAIL":
-            return "diverged" if self.reason.startswith("diverged") else "failed"
-        return {"COMPLETE": "complete", "PRUNED": "pruned"}.get(self.state, "running")
+    def describe(self) -> str:
+        return f"lr={self.learning_rate:.3g}, reg={self.reg:.3g}, batch={self.batch_size}"
 
 
 @dataclass
@@ -73,6 +69,7 @@ class StudyView:
     histories: dict[int, list[float]] = field(default_factory=dict)  # val accuracy per epoch
     frozen: list[Any] = field(default_factory=list)  # Optuna's completed trials (importances)
     links: Mapping[str, str] = field(default_factory=dict)  # shown on the page: storage, runs
+    stopped: str = ""  # why the study ended short of its target (its deadline), if it did
 
     @property
     def best(self) -> TrialView | None:
@@ -112,22 +109,23 @@ def gather(
     caller still has in memory, by trial number; the rest is read from the runs."""
     from optuna.trial import TrialState
 
-    from .runner import RUN_ID_ATTR
+    from .lifecycle import REASON_ATTR, RUN_ID_ATTR, Outcome, outcome_of
 
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
     trials = []
     for t in study.get_trials(deepcopy=False, states=states):
-        if not {"learning_rate", "reg", "batch_size"} <= t.params.keys():
-            continue
+        outcome = outcome_of(t)
+        if not set(PARAMS) <= t.params.keys() or outcome is Outcome.DUPLICATE:
+            continue  # (a duplicate was never trained)
         trials.append(
             TrialView(
                 number=t.number,
-                state=t.state.name,
+                outcome="running" if outcome is None else outcome.label,
                 learning_rate=float(t.params["learning_rate"]),
                 reg=float(t.params["reg"]),
                 batch_size=int(t.params["batch_size"]),
                 value=t.value if t.state == TrialState.COMPLETE else None,
-                reason=str(t.user_attrs.get("fail_reason", "")),
+                reason=str(t.user_attrs.get(REASON_ATTR, "")),
                 run_id=str(t.user_attrs.get(RUN_ID_ATTR, "")),
             )
         )
@@ -141,6 +139,7 @@ def gather(
         loss_timing=attrs.get("loss_timing"),
         frozen=study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
         links=dict(links or {}),
+        stopped=str(attrs.get("stopped", "")),
     )
     best = view.best
     if best is not None and attrs.get("best_trial_for_test") == best.number:
@@ -171,11 +170,7 @@ def importances(view: StudyView) -> dict[str, float] | None:
     from optuna.importance import get_param_importances
 
     done = [t for t in view.trials if t.outcome == "complete"]
-    varying = [
-        name
-        for name in ("learning_rate", "reg", "batch_size")
-        if len({getattr(t, name) for t in done}) > 1
-    ]
+    varying = [name for name in PARAMS if len({getattr(t, name) for t in done}) > 1]
     if len(view.frozen) < 3 or not varying:
         return None
     # In memory, from the stored trials; its "A new study created in memory" INFO line would
@@ -286,7 +281,8 @@ def cell_axes(view: StudyView) -> tuple[Axis, Axis]:
 
 def heatmap_cells(view: StudyView) -> list[dict[str, Any]]:
     """One dict per occupied (batch size, lr cell, reg cell): the best completed value, the trial
-    count, the state (complete, or diverged > failed > pruned > running when none completed),
+    count, the state (complete, or diverged > error > pruned > interrupted > running when none
+    completed),
     the best trial in the cell and whether it is the study's best."""
     lr_axis, reg_axis = cell_axes(view)
     groups: dict[tuple[int, int, int], list[TrialView]] = {}
@@ -302,7 +298,8 @@ def heatmap_cells(view: StudyView) -> list[dict[str, Any]]:
             top = max(done, key=lambda t: (t.value, -t.number))
             state, value, number = "complete", top.value, top.number
         else:
-            state = next(s for s in ("diverged", "failed", "pruned", "running") if s in outcomes)
+            order = ("diverged", "error", "pruned", "interrupted", "running")
+            state = next(s for s in order if s in outcomes)
             value, number = None, None
         cells.append(
             {

@@ -2,67 +2,54 @@
 
 The only module that imports mlflow (lazily: `import mlflow` costs ~1.5 s).
 
-Every MLflow call runs in one background thread, in order (`Tracker`). The sweep hands it the
-study's run, then each trial's run when the trial starts (created, with its params, while the
-trial trains; its id goes on the Optuna trial as soon as it exists, and before the trial is
-told), then everything after the training: the weights artifact, one `log_batch` with every
-per-epoch and final metric, the status. On the embedded SQLite store that is ~20 ms of Python
-per trial, done while the next group trains (or the report is drawn); the sweep waits only for
-run ids and at `flush()`.
+`MlflowStore` is the MLflow side, synchronous: one client on one store. A sweep uses it through
+`tracker.Tracker`, which runs its calls in one background thread.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .sqlitestore import check_sqlite_file, open_store
+from .lifecycle import Outcome
+from .sqlitestore import open_store
 
-__all__ = ["RUN_STATUS", "Tracker", "TrialRecord", "default_tracking_uri", "fetch_trial_runs"]
+__all__ = ["MlflowStore", "TrialRecord", "check_server", "fetch_trial_runs"]
 
-# Optuna trial state -> MLflow run status.
-RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_accuracy", "epoch_time_s")
 
 
-def default_tracking_uri(home: Path) -> str:
-    return f"sqlite:///{(home / 'mlflow.db').resolve()}"
-
-
-def _client(tracking_uri: str) -> Any:
+def _client(tracking_uri: str, artifact_root: Path | None = None) -> Any:
     import logging
     import os
 
     # Downloads (weights for the test set and the report) would each draw a progress bar.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    import mlflow  # (lazy: the import is slow)
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient  # (lazy: the import is slow)
 
     # MLflow logs INFO lines about schema migrations on a new store; the summary says enough.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
-    # Opening a new store creates and migrates it: one process at a time (N new workers),
-    # from the empty store this MLflow version made before, when there is one (see
-    # sqlitestore.py). The client opens the store when it is made.
-    from engine.data.sources import cache_dir
+    def create(uri: str) -> None:
+        # A new store's "Default" experiment keeps its artifacts in this home (MlflowClient
+        # alone would put them under the current folder's ./mlruns).
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    return open_store(
-        tracking_uri,
-        lambda: MlflowClient(tracking_uri=tracking_uri),
-        "MLflow tracking store",
-        seed=cache_dir() / "stores" / f"mlflow-{mlflow.__version__}.db",
-    )
+        root = (artifact_root or Path(".")).resolve().as_uri()
+        SqlAlchemyStore(uri, root).engine.dispose()
+
+    # Opening a new store creates and migrates it: one process at a time (N new workers).
+    return open_store(tracking_uri, lambda: MlflowClient(tracking_uri=tracking_uri), create)
 
 
-def _check_server(uri: str, timeout_s: float = 5.0) -> None:
+def check_server(uri: str, timeout_s: float = 5.0) -> None:
     """An MLflow server that does not answer /health: a clear error now, not minutes of
     retries later."""
     import urllib.error
@@ -88,7 +75,7 @@ class TrialRecord:
     """What one finished trial leaves in its MLflow run."""
 
     number: int
-    state: str  # COMPLETE | PRUNED | FAIL
+    outcome: Outcome
     params: Mapping[str, Any]
     history: Sequence[Mapping[str, float]]
     final: Mapping[str, float] = field(default_factory=dict)
@@ -96,8 +83,9 @@ class TrialRecord:
     weights: np.ndarray | None = None
 
 
-class _Store:
-    """The MLflow side, synchronous: one client on one store, used from the tracker's thread."""
+class MlflowStore:
+    """The MLflow side, synchronous: one client on one store (in a sweep, used only from the
+    tracker's thread)."""
 
     def __init__(
         self,
@@ -115,7 +103,7 @@ class _Store:
         self.parent_id: str | None = None
         self.with_params: set[str] = set()  # runs whose params start_trial logged
         try:
-            self.client = _client(tracking_uri)
+            self.client = _client(tracking_uri, artifact_root)
             self.experiment_id = self._experiment(experiment, artifact_root, create)
         except MlflowException as exc:
             raise RuntimeError(
@@ -246,7 +234,7 @@ class _Store:
             ]
             metrics += [Metric(k, float(v), now, 0) for k, v in record.final.items()]
             params = [] if run_id in self.with_params else self._params(record.params)
-            tags = [RunTag("softsweep.state", record.state)]
+            tags = [RunTag("softsweep.outcome", record.outcome.label)]
             if record.reason:
                 tags.append(RunTag("softsweep.fail_reason", record.reason[:5000]))
             if record.weights is not None:  # first: MLflow reads the run back to find where
@@ -261,7 +249,7 @@ class _Store:
                 params=params,
                 tags=tags,
             )
-            self.client.set_terminated(run_id, RUN_STATUS[record.state])
+            self.client.set_terminated(run_id, record.outcome.run_status)
             return None
         except Exception as exc:  # tracking must never lose the sweep; reported at flush
             return f"trial {record.number}: {type(exc).__name__}: {exc}"
@@ -296,6 +284,30 @@ class _Store:
         problems = [self.fail_run(str(run.info.run_id), reason) for run in found]
         return "; ".join(p for p in problems if p) or None
 
+    def close_stale_runs(
+        self, study_name: str, finished: Mapping[int, tuple[Outcome, str]]
+    ) -> str | None:
+        """Runs still RUNNING whose trial Optuna holds as finished (`finished`: trial number ->
+        outcome and reason) get the trial's status: their process died between telling the
+        trial and writing its run."""
+        query = (
+            f"tags.`softsweep.role` = 'trial' and tags.`optuna.study` = '{study_name}' "
+            "and attributes.status = 'RUNNING'"
+        )
+        try:
+            for run in self.client.search_runs([self.experiment_id], query, max_results=5000):
+                number = int(run.data.tags.get("optuna.trial", "-1"))
+                if number not in finished:
+                    continue
+                outcome, reason = finished[number]
+                self.client.set_tag(run.info.run_id, "softsweep.outcome", outcome.label)
+                if reason:
+                    self.client.set_tag(run.info.run_id, "softsweep.fail_reason", reason[:5000])
+                self.client.set_terminated(run.info.run_id, outcome.run_status)
+        except Exception as exc:  # best effort: the next run tries again
+            return f"closing stale runs: {type(exc).__name__}: {exc}"
+        return None
+
     def log_reports(self, parent_id: str, files: Sequence[Path]) -> str | None:
         """Each file, not the folder: another worker closing the study at the same moment may
         be writing its own copy of the report there (temporary files that come and go)."""
@@ -308,7 +320,11 @@ class _Store:
         return "; ".join(problems) or None
 
     def finish_study(
-        self, parent_id: str, metrics: Mapping[str, float], tags: Mapping[str, str]
+        self,
+        parent_id: str,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        status: str = "FINISHED",
     ) -> None:
         from mlflow.entities import Metric, RunTag
 
@@ -318,7 +334,7 @@ class _Store:
             metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
             tags=[RunTag(k, str(v)) for k, v in tags.items()],
         )
-        self.client.set_terminated(parent_id, "FINISHED")
+        self.client.set_terminated(parent_id, status)
 
     def end_study(self, parent_id: str, status: str) -> None:
         self.client.set_terminated(parent_id, status)
@@ -337,220 +353,6 @@ class _Store:
                 return np.load(local)
         except Exception:
             return None
-
-
-class Tracker:
-    """Writes a study's runs to one MLflow tracking store through one client.
-
-    Every call to MLflow runs in one background thread, in order, so that the caller only
-    waits for answers it needs (a run id before its trial is told; readings back). With
-    `wait=False` the constructor returns at once and the thread imports MLflow and opens its
-    store (~2.5 s of Python) while the caller goes on; the first call that needs an answer
-    waits for it. An HTTP server is probed at once either way.
-
-    (A helper process instead of the thread was measured and dropped: the process's own start
-    and its competition with training for the 2 cores cost more than the GIL it frees.)
-    """
-
-    def __init__(
-        self,
-        tracking_uri: str,
-        experiment: str,
-        *,
-        artifact_root: Path | None = None,
-        fixed_params: Mapping[str, str] | None = None,
-        create: bool = True,
-        wait: bool = True,
-    ) -> None:
-        self.tracking_uri = tracking_uri
-        self.experiment = experiment
-        self.parent_id: str | None = None
-        self.errors: list[str] = []
-        self.seconds = 0.0  # time the caller waited on tracking
-        self.background_seconds = 0.0  # time the background worker spent on MLflow calls
-        if tracking_uri.startswith(("http://", "https://")):
-            _check_server(tracking_uri)  # an unreachable server fails now, before any training
-        check_sqlite_file(tracking_uri, "MLflow tracking store", "--tracking-uri")  # and a bad file
-        self._store: _Store | None = None  # made, then used, only in the background thread
-        self._store_error: BaseException | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-log")
-        self._connected = self._pool.submit(
-            self._connect, tracking_uri, experiment, artifact_root, create, fixed_params or {}
-        )
-        self._study_started: Future[str] | None = None
-        self._created: list[Future[str]] = []  # trial runs being made
-        self._written: list[Future[str | None]] = []  # trial runs being finished: None or why not
-        if wait:
-            self.wait_ready()
-
-    def _connect(self, *args: Any) -> None:
-        try:
-            self._store = _Store(*args)
-        except BaseException as exc:
-            self._store_error = exc
-            raise
-
-    def _on_store(self, method: Callable[..., Any], *args: Any) -> Any:
-        if self._store is None:  # connecting failed: every later call says why
-            raise self._store_error or RuntimeError("the MLflow store is not connected")
-        return method(self._store, *args)
-
-    def _call(self, method: Callable[..., Any], *args: Any) -> Future[Any]:
-        """Run `_Store.method(store, *args)` in the background thread, after what came before."""
-        return self._pool.submit(self._on_store, method, *args)
-
-    def _wait(self, future: Future[Any]) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return future.result()
-        finally:
-            self.seconds += time.perf_counter() - t0
-
-    def _ask(self, method: Callable[..., Any], *args: Any) -> Any:
-        return self._wait(self._call(method, *args))
-
-    def wait_ready(self) -> None:
-        """Wait for the store (raises what connecting to it raised)."""
-        self._wait(self._connected)
-
-    def set_fixed_params(self, params: Mapping[str, str]) -> None:
-        """Params every trial run gets besides its own (for the runs finished from now on)."""
-        self._call(_Store.set_fixed, dict(params))
-
-    # -- the study's run ---------------------------------------------------------------------
-    def start_study(self, study_name: str, params: Mapping[str, str], spec_text: str) -> None:
-        """Create the study's parent run, or reopen it when the study resumes (in the
-        background; the trials' runs are created after it, as its children)."""
-        self._study_started = self._call(_Store.start_study, study_name, dict(params), spec_text)
-
-    def study_run(self) -> str | None:
-        """The study's run id, once `start_study` is done (raises what it raised)."""
-        if self._study_started is not None:
-            self.parent_id = self._wait(self._study_started)
-        return self.parent_id
-
-    def find_study_run(self, study_name: str) -> str | None:
-        """The run id of the study's parent run, if it has one."""
-        return self._ask(_Store.find_study_run, study_name)  # type: ignore[no-any-return]
-
-    def log_reports(self, files: Sequence[Path]) -> None:
-        """The report's files as artifacts of the study's run, under `reports/` (what could
-        not be logged goes to `errors`)."""
-        parent = self.study_run()
-        if parent is None:
-            raise RuntimeError("log_reports needs the study's run (start_study or find_study_run)")
-        problem = self._ask(_Store.log_reports, parent, list(files))
-        if problem:
-            self.errors.append(f"report artifacts: {problem}")
-
-    def finish_study(self, metrics: Mapping[str, float], tags: Mapping[str, str]) -> None:
-        self.flush()
-        parent = self.study_run()
-        assert parent is not None
-        self._ask(_Store.finish_study, parent, dict(metrics), dict(tags))
-
-    def end_study_failed(self) -> None:
-        """Best effort, while the sweep is already failing: the study's run is FAILED."""
-        try:
-            self.flush()
-            parent = self.study_run()
-            if parent is not None:
-                self._ask(_Store.end_study, parent, "FAILED")
-        except Exception as exc:
-            self.errors.append(f"study run: {type(exc).__name__}: {exc}")
-
-    # -- trial runs ----------------------------------------------------------------------------
-    def start_trial(
-        self,
-        study_name: str,
-        number: int,
-        on_created: Callable[[str], None] | None = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> Future[str]:
-        """Create a RUNNING child run for trial `number` in the background (its start time is
-        now, whenever the store gets it), with `params` and the fixed params. The future gives
-        the run id once `on_created(run_id)` has run (in a background thread of this process)."""
-        started_ms = int(time.time() * 1000)
-        created: Future[str] = Future()
-
-        def announce(job: Future[str]) -> None:
-            try:
-                run_id = job.result()
-                if on_created is not None:
-                    on_created(run_id)
-            except BaseException as exc:
-                created.set_exception(exc)
-            else:
-                created.set_result(run_id)
-
-        params = dict(params) if params is not None else None
-        job = self._call(_Store.start_trial, study_name, number, started_ms, params)
-        job.add_done_callback(announce)
-        self._created.append(created)
-        return created
-
-    def run_ids(self, started: Sequence[Future[str]]) -> list[str]:
-        """Wait for runs that `start_trial` is creating (raises what creating one raised)."""
-        return [self._wait(job) for job in started]
-
-    def finish_trial(self, run_id: str, record: TrialRecord) -> None:
-        """Log per-epoch metrics, final metrics, status, weights and (unless `start_trial` did)
-        params, in the background."""
-        self._written.append(self._call(_Store.finish_trial, run_id, record))
-
-    def fail_run(self, run_id: str, reason: str = "") -> None:
-        """Close a run as FAILED (its trial was interrupted or its worker died)."""
-        problem = self._ask(_Store.fail_run, run_id, reason)
-        if problem:
-            self.errors.append(problem)
-
-    def fail_trial_runs(
-        self, study_name: str, number: int, run_id: str | None, reason: str = ""
-    ) -> None:
-        """Close the run of a trial whose worker died as FAILED (found by its tags when the
-        id never reached the trial)."""
-        problem = self._ask(_Store.fail_trial_runs, study_name, number, run_id, reason)
-        if problem:
-            self.errors.append(problem)
-
-    def flush(self) -> None:
-        """Wait for every write handed to the background worker. Runs that could not be
-        written are in `errors`; a study run that could not be started raises."""
-        t0 = time.perf_counter()
-        try:
-            for job in self._created:  # (a store that never opened: its error, again)
-                if (failed := job.exception()) is not None:
-                    self.errors.append(f"{type(failed).__name__}: {failed}")
-            for write in self._written:  # finish_trial returns what went wrong with its run
-                if (failed := write.exception()) is not None:
-                    self.errors.append(f"{type(failed).__name__}: {failed}")
-                elif problem := write.result():
-                    self.errors.append(problem)
-            self._created.clear()
-            self._written.clear()
-            if self._store is not None:
-                self.background_seconds = self._store.busy_s
-        finally:
-            self.seconds += time.perf_counter() - t0
-        self.study_run()
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            self._pool.shutdown(wait=True)
-
-    def abandon(self) -> None:
-        """Stop without waiting (the sweep failed before it needed the store)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    # -- reading back --------------------------------------------------------------------------
-    def metric_history(self, run_id: str, key: str) -> list[float]:
-        """The values of one metric, ordered by step (the epoch)."""
-        return self._ask(_Store.metric_history, run_id, key)  # type: ignore[no-any-return]
-
-    def download_weights(self, run_id: str) -> np.ndarray | None:
-        return self._ask(_Store.download_weights, run_id)  # type: ignore[no-any-return]
 
 
 def fetch_trial_runs(tracking_uri: str, study_name: str) -> list[dict[str, Any]]:

@@ -18,23 +18,13 @@ _USER_ENV = {
 }
 
 
-@pytest.fixture(scope="session")
-def _session_store_seeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("store-seeds")
-
-
 @pytest.fixture(autouse=True)
 def _isolated_data_sources(
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
-    _session_store_seeds: Path,
 ):
-    """Tests never read the user's cache or download; the real-data fixture opts back in.
-    The empty MLflow store that new homes are copied from is shared by the session's tests
-    (tests of that copy use a cache of their own)."""
+    """Tests never read the user's cache or download; the real-data fixture opts back in."""
     cache = tmp_path_factory.mktemp("xdg-cache")
-    (cache / "softsweep").mkdir()
-    (cache / "softsweep" / "stores").symlink_to(_session_store_seeds, target_is_directory=True)
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     monkeypatch.setenv("SOFTSWEEP_OFFLINE", "1")
     monkeypatch.delenv("SOFTSWEEP_DATA", raising=False)

@@ -37,8 +37,36 @@ def test_importing_engine_loads_no_heavy_library() -> None:
 
 
 def test_mlflow_and_plotting_each_live_in_one_module() -> None:
-    owners = {"mlflow": "tracking.py", "matplotlib": "report.py"}
+    owners = {"mlflow": "tracking.py", "matplotlib": "figures.py"}
     for path in (ROOT / "sweep").rglob("*.py"):
         for library, owner in owners.items():
             if library in imported_top_names(path):
                 assert path.name == owner, f"{path.relative_to(ROOT)} imports {library}"
+
+
+def sweep_imports(path: Path) -> set[str]:
+    """The sweep/ modules a module imports (`from .x import ...` and `from . import x`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found |= {alias.name for alias in node.names}
+    return found
+
+
+def test_sweep_has_no_import_cycle() -> None:
+    graph = {p.stem: sweep_imports(p) for p in (ROOT / "sweep").glob("*.py")}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join([*path, module])}"
+        if module in done:
+            return
+        for imported in graph.get(module, ()):
+            visit(imported, [*path, module])
+        done.add(module)
+
+    for module in graph:
+        visit(module, [])

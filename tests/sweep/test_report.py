@@ -16,7 +16,6 @@ from mlflow import MlflowClient
 
 from sweep import report as reports
 from sweep.cli import main
-from sweep.runner import default_storage, report_folder, run_study
 from sweep.spec import parse_spec
 from sweep.studyview import (
     StudyView,
@@ -26,7 +25,7 @@ from sweep.studyview import (
     power_label,
     template_images,
 )
-from tests.helpers import spec_text, write_idx_dataset
+from tests.helpers import run_spec, spec_text, write_idx_dataset
 
 GRID_LR = "{ values = [0.03, 0.3, 1000.0] }"  # 1000 with reg 1 diverges in epoch 1
 GRID_REG = "{ values = [0.0, 1e-3, 1.0] }"
@@ -46,8 +45,8 @@ def data_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def grid(home: Path, data_folder: Path):
     """A 3 x 3 grid with one batch size; lr=1000 diverges where reg=1."""
     text = spec_text("rgrid", data_folder, lr=GRID_LR, reg=GRID_REG, batch="[16]", side_by_side=9)
-    outcome = run_study(parse_spec(text, "rgrid.toml"), home=home)
-    return outcome, optuna.load_study(study_name="rgrid", storage=default_storage(home))
+    outcome = run_spec(text, home, "rgrid.toml")
+    return outcome, optuna.load_study(study_name="rgrid", storage=f"sqlite:///{home / 'optuna.db'}")
 
 
 def figure_of(monkeypatch: pytest.MonkeyPatch, name: str) -> list:
@@ -196,7 +195,7 @@ def test_only_the_reports_own_files_are_logged_while_another_worker_writes_there
     """Two workers that finish together both close the study and write the same report
     folder; one's temporary files (there for a moment, then renamed) must not be logged by the
     other: logging the whole folder failed with "No such file or directory: ....tmp"."""
-    from sweep.tracking import Tracker
+    from sweep.tracker import Tracker
 
     outcome, _ = grid
     folder = outcome.report_dir
@@ -250,7 +249,7 @@ def test_binned_heatmap_for_a_random_study_with_pruning_and_colour_images(
         reg="{ low = 1e-6, high = 1e-1, log = true }",
         batch="[16, 32]",
     )
-    outcome = run_study(parse_spec(text, "rand.toml"), home=home)
+    outcome = run_spec(text, home, "rand.toml")
     data = json.loads((outcome.report_dir / "report.json").read_text())
     edges = data["heatmap"]["learning_rate"]["edges"]
     # lr 1e-3..1 is 3 decades: 6 half-decade bins, log-spaced, increasing.
@@ -292,7 +291,7 @@ def test_non_square_templates_render(tmp_path: Path, data_folder: Path) -> None:
     W = rng.standard_normal((3 * 8 + 1, 2))
     view = StudyView(
         spec=spec,
-        trials=[TrialView(0, "COMPLETE", 0.1, 0.0, 16, 0.9)],
+        trials=[TrialView(0, "complete", 0.1, 0.0, 16, 0.9)],
         image_shape=(3, 8),
         class_names=("cat", "dog"),
         weights={0: W},
@@ -306,18 +305,18 @@ def test_non_square_templates_render(tmp_path: Path, data_folder: Path) -> None:
 def test_states_without_completed_trials_are_marked_not_blank(data_folder: Path) -> None:
     spec = parse_spec(spec_text("states", data_folder, lr="{ values = [0.1, 1.0] }"))
     trials = [
-        TrialView(0, "FAIL", 0.1, 0.0, 16, None, reason="diverged at epoch 2: loss=inf"),
-        TrialView(1, "FAIL", 1.0, 0.0, 16, None, reason="training failed: MemoryError"),
-        TrialView(2, "PRUNED", 0.1, 1e-3, 16, None),
-        TrialView(3, "COMPLETE", 1.0, 1e-3, 16, 0.5),
-        TrialView(4, "PRUNED", 1.0, 1e-3, 16, None),
+        TrialView(0, "diverged", 0.1, 0.0, 16, None, reason="diverged at epoch 2: loss=inf"),
+        TrialView(1, "error", 1.0, 0.0, 16, None, reason="training failed: MemoryError"),
+        TrialView(2, "pruned", 0.1, 1e-3, 16, None),
+        TrialView(3, "complete", 1.0, 1e-3, 16, 0.5),
+        TrialView(4, "pruned", 1.0, 1e-3, 16, None),
     ]
     view = StudyView(spec=spec, trials=trials, image_shape=(6, 5), class_names=("a", "b", "c"))
     lr_axis, reg_axis = cell_axes(view)
     assert lr_axis.values == (0.1, 1.0) and reg_axis.values == (0.0, 1e-3)
     cells = {(c["lr_cell"], c["reg_cell"]): c for c in heatmap_cells(view)}
     assert cells[(0, 0)]["state"] == "diverged"
-    assert cells[(1, 0)]["state"] == "failed"
+    assert cells[(1, 0)]["state"] == "error"
     assert cells[(0, 1)]["state"] == "pruned"
     # A completed trial wins its cell; the count says how many shared it.
     assert cells[(1, 1)]["state"] == "complete" and cells[(1, 1)]["n_trials"] == 2
@@ -330,14 +329,14 @@ def test_a_study_with_no_completed_trial_gets_a_message_and_its_heatmap(
     text = spec_text(
         "rall-fail", data_folder, lr="{ values = [1000.0] }", reg="{ values = [1.0] }", batch="[16]"
     )
-    outcome = run_study(parse_spec(text, "f.toml"), home=home)
+    outcome = run_spec(text, home, "f.toml")
     assert outcome.n_complete == 0
     assert any("No trial completed" in n for n in outcome.report_notes)
     result = CliRunner().invoke(main, ["report", "rall-fail", "--home", str(home)])
     assert result.exit_code == 1
     assert "error: study 'rall-fail' has no completed trial" in result.output
     assert "Traceback" not in result.output
-    folder = report_folder(home, "rall-fail")
+    folder = home / "reports" / "rall-fail"
     assert (folder / "heatmap.png").is_file() and not (folder / "templates.png").exists()
 
 
@@ -347,52 +346,11 @@ def test_report_of_an_unknown_study_is_a_usage_error(home: Path) -> None:
     assert "No study named 'nope'" in result.output
 
 
-def test_the_report_drawn_by_the_helper_process_matches_drawing_here(
-    grid, home: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
-) -> None:
-    """`sweep run` draws in a helper process; a helper that died is replaced by drawing in this
-    process, with the same files. The helper writes nothing on the terminal (it shares it with
-    the progress bar)."""
-    import os
-    import signal
-
-    from sweep.cli import _stored_spec
-    from sweep.drawer import ReportDrawer
-    from sweep.studyview import gather
-    from sweep.tracking import Tracker
-
-    outcome, study = grid
-    tracker = Tracker(f"sqlite:///{home / 'mlflow.db'}", "rgrid", create=False)
-    try:
-        view = gather(study, _stored_spec(study, default_storage(home)), tracker)
-    finally:
-        tracker.close()
-    helper = ReportDrawer()
-    capfd.readouterr()
-    helper.submit(view, tmp_path / "helper")
-    drawn = helper.result()
-    assert capfd.readouterr() == ("", "")
-    dying = ReportDrawer()
-    for pid in list(dying._pool._processes):  # type: ignore[union-attr]
-        os.kill(pid, signal.SIGKILL)
-    dying.submit(view, tmp_path / "here")
-    fallback = dying.result()
-    assert dying._job is None or dying._job.exception() is not None  # it did not draw
-    pictures = sorted(p.name for p in outcome.report_dir.glob("*.png"))
-    assert pictures and [p.name for p in drawn.files if p.suffix == ".png"] == [
-        p.name for p in fallback.files if p.suffix == ".png"
-    ]
-    for name in pictures:  # the run's own files, the helper's, and this process's: one picture
-        run_bytes = (outcome.report_dir / name).read_bytes()
-        assert (tmp_path / "helper" / name).read_bytes() == run_bytes, name
-        assert (tmp_path / "here" / name).read_bytes() == run_bytes, name
-
-
 def test_a_sweep_started_from_a_script_on_stdin_draws_its_report_in_process(
     data_folder: Path, tmp_path: Path
 ) -> None:
-    """The helper cannot be spawned when the main script has no file (`python - <<EOF`): the
-    report is drawn in the sweep's process, and nothing is printed about it."""
+    """A sweep from a script with no file (`python - <<EOF`, as a notebook's kernel has none):
+    the report is drawn, and nothing is printed about it."""
     import subprocess
     import sys
 
@@ -400,9 +358,10 @@ def test_a_sweep_started_from_a_script_on_stdin_draws_its_report_in_process(
     study.write_text(spec_text("stdin", data_folder, reg="{ values = [0.0] }", batch="[32]"))
     script = (
         "from pathlib import Path\n"
-        "from sweep.runner import run_study\n"
+        "from sweep.home import Home\n"
+        "from sweep.launch import run_study\n"
         "from sweep.spec import load_spec\n"
-        f"out = run_study(load_spec({str(study)!r}), home=Path({str(tmp_path / 'h')!r}))\n"
+        f"out = run_study(load_spec({str(study)!r}), Home.resolve({str(tmp_path / 'h')!r}))\n"
         "print(out.report_dir)\n"
     )
     done = subprocess.run(
@@ -412,65 +371,3 @@ def test_a_sweep_started_from_a_script_on_stdin_draws_its_report_in_process(
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "Error" not in done.stderr
     assert (Path(done.stdout.strip()) / "index.html").is_file()
-
-
-SPLIT_SCRIPT = """
-import os, sys
-from pathlib import Path
-import numpy as np
-from sweep import report as reports
-
-out, fail_in_child = Path(sys.argv[1]), sys.argv[2] == "1"
-parent, original = os.getpid(), reports._save
-
-def save(fig, path):
-    if fail_in_child and os.getpid() != parent:
-        raise OSError("the child cannot write")
-    original(fig, path)
-    path.with_suffix(".pid").write_text(str(os.getpid()))
-
-def figures(folder):
-    made = []
-    for k in range(4):
-        fig = reports._figure(2.0 + k, 2.0)
-        fig.subplots().imshow(np.arange(16 * (k + 1)).reshape(4, -1))
-        made.append((fig, folder / f"f{k}.png"))
-    return made
-
-reports._save = save
-(out / "serial").mkdir()
-(out / "split").mkdir()
-reports._save_all(figures(out / "serial"))
-reports.SPLIT_WORK = True
-reports._save_all(figures(out / "split"))
-print(parent)
-"""
-
-
-@pytest.mark.parametrize("child_fails", [False, True])
-def test_the_helper_shares_its_drawing_with_a_forked_child_and_the_files_are_the_same(
-    tmp_path: Path, child_fails: bool
-) -> None:
-    """In the drawing helper (one thread), a forked child renders about half the figures on
-    the second core; whatever the child fails to write, the helper writes itself."""
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-c", SPLIT_SCRIPT, str(tmp_path), "1" if child_fails else "0"],
-        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    parent = done.stdout.strip()
-    writers = {p.stem: p.read_text() for p in (tmp_path / "split").glob("*.pid")}
-    assert sorted(writers) == ["f0", "f1", "f2", "f3"]
-    if child_fails:
-        assert set(writers.values()) == {parent}
-    else:  # two processes wrote two figures each (by area: f3 + f0 against f2 + f1)
-        assert len(set(writers.values())) == 2 and parent in writers.values()
-        assert writers["f3"] == writers["f0"] != writers["f2"] == writers["f1"]
-    for k in range(4):
-        assert (tmp_path / "split" / f"f{k}.png").read_bytes() == (
-            tmp_path / "serial" / f"f{k}.png"
-        ).read_bytes()
-    assert not list((tmp_path / "split").glob("*.tmp"))

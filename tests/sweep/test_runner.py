@@ -17,9 +17,7 @@ from optuna.trial import TrialState
 import engine
 import sweep
 from sweep.cli import main
-from sweep.runner import run_study
-from sweep.spec import parse_spec
-from tests.helpers import spec_text, write_idx_dataset
+from tests.helpers import run_spec, spec_text, write_idx_dataset
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +32,7 @@ def data_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run(text: str, home: Path):
     # Reports are tested in test_report.py; here they would only add seconds per study.
-    return run_study(parse_spec(text, "test.toml"), home=home, report=False)
+    return run_spec(text, home, report=False)
 
 
 def store(home: Path) -> MlflowClient:
@@ -147,7 +145,8 @@ def test_divergent_trial_fails_with_its_reason_and_the_sweep_goes_on(
     run_ = trial_runs(home, "diverge")[bad.number]
     assert run_.info.status == "FAILED"
     assert run_.data.tags["softsweep.fail_reason"] == bad.user_attrs["fail_reason"]
-    assert run_.data.tags["softsweep.state"] == "FAIL"
+    assert run_.data.tags["softsweep.outcome"] == "diverged"
+    assert bad.user_attrs["outcome"] == "diverged"
 
 
 def test_resume_continues_to_the_target_without_rerunning(home: Path, data_folder: Path) -> None:
@@ -196,7 +195,7 @@ def test_pruning_stops_weak_trials_through_report_and_tell(home: Path, data_fold
         # The pruner saw per-epoch reports and stopped the trial before its last epoch.
         assert 1 <= len(t.intermediate_values) < 4
         assert runs[t.number].info.status == "KILLED"
-        assert runs[t.number].data.tags["softsweep.state"] == "PRUNED"
+        assert runs[t.number].data.tags["softsweep.outcome"] == "pruned"
         steps = store(home).get_metric_history(runs[t.number].info.run_id, "val_accuracy")
         assert len(steps) == len(t.intermediate_values)
     # A pruned trial's curve is below the median of the finished ones at the step it stopped.
@@ -320,38 +319,3 @@ class TestCli:
             "Could not open the Optuna storage postgresql+psycopg2://u:p@127.0.0.1:9/db"
             in result.output
         )
-
-
-def test_trial_runs_are_created_in_the_background_and_their_ids_announced(
-    tmp_path: Path,
-) -> None:
-    from sweep.tracking import Tracker, TrialRecord
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "bg", fixed_params={"epochs": "3"}, wait=False)  # returns at once
-    tracker.start_study("bg", {"sampler": "grid"}, "")
-    announced: list[str] = []
-    started = [
-        tracker.start_trial("bg", n, on_created=announced.append, params={"reg": n / 10})
-        for n in range(3)
-    ]
-    ids = tracker.run_ids(started)
-    assert announced == ids  # each id was handed over before its future gave it
-    parent = tracker.study_run()
-    tracker.finish_trial(ids[0], TrialRecord(0, "COMPLETE", {"reg": 0.0}, [], {"acc": 0.5}))
-    tracker.flush()
-    assert tracker.errors == []
-    tracker.close()
-    client = MlflowClient(tracking_uri=uri)
-    for n, run_id in enumerate(ids):
-        run = client.get_run(run_id)
-        assert run.data.tags["optuna.trial"] == str(n)
-        assert run.info.status == ("FINISHED" if n == 0 else "RUNNING")
-        assert run.data.tags["mlflow.parentRunId"] == parent
-        # A running (or killed) trial's run already shows what it is trying.
-        assert run.data.params == {"epochs": "3", "reg": str(n / 10)}
-    # A store that cannot serve the study: the error reaches the first caller that waits.
-    missing = Tracker(uri, "no-such-study", create=False, wait=False)
-    with pytest.raises(RuntimeError, match="has no experiment named 'no-such-study'"):
-        missing.run_ids([missing.start_trial("no-such-study", 0)])
-    missing.abandon()

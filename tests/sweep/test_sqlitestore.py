@@ -14,9 +14,17 @@ import pytest
 from click.testing import CliRunner
 
 from sweep.cli import main
+from sweep.lifecycle import Outcome
+from sweep.spec import parse_spec
 from sweep.sqlitestore import check_sqlite_file, sqlite_lock, sqlite_path
-from sweep.tracking import Tracker, TrialRecord
-from sweep.workers import make_storage
+from sweep.study import make_storage
+from sweep.tracker import Tracker
+from sweep.tracking import TrialRecord
+
+SPEC = parse_spec(
+    '[study]\nname = "s"\n[data]\ndataset = "mnist"\n'
+    "[space]\nlearning_rate = { values = [0.1] }\nreg = { values = [0.0] }\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +66,7 @@ def test_a_file_that_cannot_be_the_store_is_refused_before_anything_is_written(
     tmp_path: Path,
 ) -> None:
     optuna_file = tmp_path / "optuna.db"
-    make_storage(f"sqlite:///{optuna_file}").engine.dispose()  # a real Optuna storage
+    make_storage(f"sqlite:///{optuna_file}", SPEC).engine.dispose()  # a real Optuna storage
     before = optuna_file.read_bytes()
     garbage = tmp_path / "notes.db"
     garbage.write_text("not a database")
@@ -75,7 +83,7 @@ def test_a_file_that_cannot_be_the_store_is_refused_before_anything_is_written(
         assert "Point --tracking-uri at a new file" in str(error.value)
     assert optuna_file.read_bytes() == before  # MLflow never touched it
     with pytest.raises(RuntimeError, match=r"Optuna storage .* cannot be used .*not a database"):
-        make_storage(f"sqlite:///{garbage}")
+        make_storage(f"sqlite:///{garbage}", SPEC)
 
 
 def test_new_files_and_each_programs_own_file_pass(tmp_path: Path) -> None:
@@ -88,7 +96,7 @@ def test_new_files_and_each_programs_own_file_pass(tmp_path: Path) -> None:
     (tmp_path / "empty.db").touch()  # an empty file is a new database to SQLite
     check_sqlite_file(f"sqlite:///{tmp_path / 'empty.db'}", "Optuna storage", "--storage")
     optuna_file = tmp_path / "optuna.db"
-    make_storage(f"sqlite:///{optuna_file}").engine.dispose()
+    make_storage(f"sqlite:///{optuna_file}", SPEC).engine.dispose()
     check_sqlite_file(f"sqlite:///{optuna_file}", "Optuna storage", "--storage")
 
 
@@ -118,19 +126,13 @@ def _schema(path: Path) -> list[tuple]:
     return _sql(path, "SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
 
 
-def _seed(cache: Path) -> Path:
-    import mlflow
-
-    return cache / "softsweep" / "stores" / f"mlflow-{mlflow.__version__}.db"
-
-
 def _log_a_run(home: Path) -> None:
     """The store takes a study and a trial run, and gives them back."""
     tracker = Tracker(f"sqlite:///{home / 'mlflow.db'}", "s", artifact_root=home / "art")
     try:
         tracker.start_study("s", {"epochs": "1"}, "")
         (run,) = tracker.run_ids([tracker.start_trial("s", 0)])
-        tracker.finish_trial(run, TrialRecord(0, "COMPLETE", {"reg": 0.1}, [], {"acc": 0.5}))
+        tracker.finish_trial(run, TrialRecord(0, Outcome.COMPLETE, {"reg": 0.1}, [], {"acc": 0.5}))
         tracker.flush()
         assert tracker.errors == []
     finally:
@@ -143,54 +145,24 @@ def _log_a_run(home: Path) -> None:
     )  # fmt: skip
 
 
-def test_a_new_mlflow_store_is_a_copy_of_the_first_empty_one(
+def test_a_new_homes_default_experiment_keeps_its_artifacts_in_the_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """MLflow migrates a new store (~0.8 s of Python); the next new stores copy the empty one it
-    made: the same schema and revision, the same Default experiment, and they take runs."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    seed = _seed(tmp_path / "cache")
-    first, second = tmp_path / "first", tmp_path / "second"
-    _log_a_run(first)
-    assert _sql(seed, "SELECT name FROM experiments") == [("Default",)]  # empty: no study, runs
-    assert _sql(seed, "SELECT count(*) FROM runs") == [(0,)]
-    _log_a_run(second)
-    assert _schema(second / "mlflow.db") == _schema(first / "mlflow.db")
-    revision = "SELECT version_num FROM alembic_version"
-    assert _sql(second / "mlflow.db", revision) == _sql(first / "mlflow.db", revision)
-    made = "SELECT creation_time FROM experiments WHERE experiment_id = 0"
-    assert _sql(second / "mlflow.db", made) == _sql(first / "mlflow.db", made)  # copied, not made
-    assert not list(second.glob(".*.tmp")) and not list(seed.parent.glob(".*.tmp"))
-
-
-@pytest.mark.parametrize("bad", ["older revision", "not a database", "another program's"])
-def test_a_seed_mlflow_cannot_use_is_replaced_and_the_store_made_anew(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: str
-) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    seed = _seed(tmp_path / "cache")
-    _log_a_run(tmp_path / "first")
-    head = _sql(seed, "SELECT version_num FROM alembic_version")
-    if bad == "older revision":  # what an MLflow build with another schema would have left
-        with closing(sqlite3.connect(seed)) as db, db:
-            db.execute("UPDATE alembic_version SET version_num = '75868b020152'")
-    elif bad == "not a database":
-        seed.write_bytes(b"half a file")
-    else:
-        seed.unlink()
-        with closing(sqlite3.connect(seed)) as db, db:
-            db.execute("CREATE TABLE notes (text)")
-    _log_a_run(tmp_path / "second")
-    assert (
-        _sql(tmp_path / "second" / "mlflow.db", "SELECT version_num FROM alembic_version") == head
+    """MlflowClient alone would put the Default experiment's artifacts under the current
+    folder's ./mlruns (a stranger's folder, for the next user of the home)."""
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    _log_a_run(home)
+    (location,) = _sql(
+        home / "mlflow.db", "SELECT artifact_location FROM experiments WHERE experiment_id = 0"
     )
-    assert _sql(seed, "SELECT version_num FROM alembic_version") == head  # a good seed again
+    assert location[0] == (home / "art").resolve().as_uri() + "/0"
+    assert not (tmp_path / "mlruns").exists()
 
 
-def test_an_existing_store_is_never_replaced_and_an_empty_file_is_seeded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_existing_store_is_never_replaced_and_an_empty_file_becomes_a_store(
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     _log_a_run(tmp_path / "first")
     _log_a_run(tmp_path / "first")  # the same home again: its first runs are still there
     trials = "SELECT count(*) FROM runs WHERE name LIKE '%-trial-%'"
@@ -200,11 +172,24 @@ def test_an_existing_store_is_never_replaced_and_an_empty_file_is_seeded(
     _log_a_run(tmp_path / "touched")
 
 
-def test_a_cache_that_cannot_be_written_costs_only_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "cache").write_text("a file where the cache folder would go")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    _log_a_run(tmp_path / "first")
-    assert (tmp_path / "cache").read_text() == "a file where the cache folder would go"
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+def test_a_new_store_is_made_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A process killed while making a new store (MLflow's migrations take a second or two)
+    leaves no half-made store: it is made in a temporary file and renamed into place."""
+    from sweep.sqlitestore import open_store
+
+    path = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{path}"
+
+    def dies_halfway(new: str) -> None:
+        with closing(sqlite3.connect(new[len("sqlite:///") :])) as db, db:
+            db.execute("CREATE TABLE experiments (id)")  # the first of many steps
+        raise KeyboardInterrupt  # ... and the process stops here
+
+    with pytest.raises(KeyboardInterrupt):
+        open_store(uri, lambda: None, dies_halfway)
+    assert not path.exists() and not list(tmp_path.glob(".mlflow.db.*.tmp"))
+    # A temporary file a SIGKILL left behind is removed by the next maker.
+    (tmp_path / ".mlflow.db.99999.tmp").write_bytes(b"half a store")
+    _log_a_run(tmp_path)  # makes the store for real, through the tracker
+    assert not list(tmp_path.glob(".mlflow.db.*.tmp"))
+    assert ("experiments",) in _sql(path, "SELECT name FROM sqlite_master WHERE type = 'table'")

@@ -20,7 +20,6 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweep.cli import main
-from sweep.tracking import _Store
 from tests.helpers import spec_text, write_idx_dataset
 from tests.servers import mlflow_server, postgres
 
@@ -148,7 +147,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(
 ) -> None:
     storage, tracking = servers
     # Trials of ~3 s: a worker's first runs exist only once its tracker thread has imported
-    # MLflow (~2 s), and the kill must still land inside the trial.
+    # MLflow (~2 s), and the kill must still land inside the trial, after its run exists.
     text = spec_text(
         "pg-kill",
         big_data,
@@ -170,9 +169,9 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(
     killed = None
     while killed is None and time.monotonic() < deadline:
         for t in study.get_trials(states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("worker", "").endswith(f":{victim.pid}") and t.user_attrs.get(
-                "mlflow_run_id"
-            ):
+            runs = trial_runs(tracking, "pg-kill") if t.user_attrs.get("worker") else []
+            mine = t.user_attrs.get("worker", "").endswith(f":{victim.pid}")
+            if mine and any(r.data.tags["optuna.trial"] == str(t.number) for r in runs):
                 os.kill(victim.pid, signal.SIGKILL)
                 killed = t
                 break
@@ -189,10 +188,18 @@ def test_a_worker_killed_mid_trial_is_retried_and_its_run_closed(
     assert retries[0].params == killed.params
     # Every cell completed exactly once.
     assert len(cells(trials.values())) == 4 and set(cells(trials.values()).values()) == {1}
-    # Its MLflow run is not left RUNNING.
-    run = MlflowClient(tracking_uri=tracking).get_run(killed.user_attrs["mlflow_run_id"])
+    # Its MLflow run (found by its tags: the id goes on a trial when it is told) is not left
+    # RUNNING.
+    (run,) = [
+        r
+        for r in trial_runs(tracking, "pg-kill")
+        if r.data.tags["optuna.trial"] == str(killed.number)
+    ]
     assert run.info.status == "FAILED"
-    assert "stopped sending heartbeats" in run.data.tags["softsweep.fail_reason"]
+    # Both workers lock in the same home on this machine: the survivor knows at once, from the
+    # victim's free lock, that it is gone (across machines its heartbeats would tell).
+    reason = run.data.tags["softsweep.fail_reason"]
+    assert reason.startswith("interrupted: ") and f":{victim.pid}" in reason
     # It shows what the trial was trying (params are logged when the run is created).
     assert run.data.params["learning_rate"] == str(killed.params["learning_rate"])
     assert run.data.params["reg"] == str(killed.params["reg"])
@@ -206,18 +213,24 @@ def test_a_worker_dead_before_its_run_id_reached_the_trial_still_gets_its_run_cl
     trial: the stale trial's run is found by its tags and closed, not left RUNNING."""
     from optuna.storages import fail_stale_trials
 
-    from sweep.tracking import Tracker
-    from sweep.workers import StaleTrials, make_storage
+    from sweep.lifecycle import Outcome, outcome_of
+    from sweep.space import distributions
+    from sweep.spec import parse_spec
+    from sweep.study import make_storage
+    from sweep.tracker import Tracker
 
-    on_stale = StaleTrials()
-    storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_s=1, on_stale=on_stale)
-    study = optuna.create_study(study_name="orphan", storage=storage, direction="maximize")
+    spec = parse_spec(spec_text("orphan", tmp_path))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(tracking, "orphan", artifact_root=tmp_path / "artifacts")
+    storage = make_storage(
+        f"sqlite:///{tmp_path / 'optuna.db'}", spec, heartbeat_s=1,
+        close_run=tracker.fail_trial_runs,
+    )  # fmt: skip
+    study = optuna.create_study(study_name="orphan", storage=storage, direction="maximize")
     try:
-        on_stale.close_runs = tracker.fail_trial_runs
-        orphan = study.ask()
-        storage.record_heartbeat(orphan._trial_id)
+        orphan = study.ask(distributions(spec))
+        study_id = storage.get_study_id_from_name("orphan")
+        storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, 0))
         (run_id,) = tracker.run_ids([tracker.start_trial("orphan", orphan.number)])
         # ... and the worker dies here: no heartbeat, no "mlflow_run_id" on the trial.
         time.sleep(4.1)  # past the grace period (3 heartbeats; the clock there is in seconds)
@@ -225,9 +238,12 @@ def test_a_worker_dead_before_its_run_id_reached_the_trial_still_gets_its_run_cl
         tracker.flush()
     finally:
         tracker.close()
-    assert on_stale.failed == [orphan.number]
     assert study.trials[orphan.number].state == TrialState.FAIL
-    assert [t.state for t in study.trials[orphan.number + 1 :]] == [TrialState.WAITING]  # retried
+    # Optuna failed it (its attributes are frozen then): an interruption, run again.
+    assert outcome_of(study.trials[orphan.number]) is Outcome.INTERRUPTED
+    retried = study.trials[orphan.number + 1 :]
+    assert [t.state for t in retried] == [TrialState.WAITING]  # queued again, same params
+    assert retried[0].params == orphan.params
     run = MlflowClient(tracking_uri=tracking).get_run(run_id)
     assert run.info.status == "FAILED"
     assert "stopped sending heartbeats" in run.data.tags["softsweep.fail_reason"]
@@ -266,9 +282,10 @@ def test_four_local_workers_on_the_embedded_sqlite_stores(big_data: Path, tmp_pa
 OPEN_TOGETHER = """
 import sys, time
 from pathlib import Path
-from sweep.runner import open_study
+from sweep.home import Home
 from sweep.spec import load_spec
-from sweep.tracking import _Store
+from sweep.study import open_study
+from sweep.tracking import MlflowStore
 
 import mlflow  # everything imported before the start, as in a worker at that point
 
@@ -276,22 +293,17 @@ spec, home, go = load_spec(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 print("ready", flush=True)
 while not go.exists():
     time.sleep(0.002)
-open_study(spec, f"sqlite:///{home / 'optuna.db'}")
-_Store(f"sqlite:///{home / 'mlflow.db'}", spec.name, home / "mlartifacts", True, {})
+open_study(spec, Home.resolve(home))
+MlflowStore(f"sqlite:///{home / 'mlflow.db'}", spec.name, home / "mlartifacts", True, {})
 """
 
 
-@pytest.mark.parametrize("cache", ["empty", "with MLflow's empty store"])
 def test_workers_opening_a_new_home_together_each_find_its_stores(
-    data_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: str
+    data_folder: Path, tmp_path: Path
 ) -> None:
     """Optuna and MLflow both create a new SQLite store's tables on first open; 4 processes
     doing it in the same instant used to fail with "table ... already exists" (MLflow's
-    migrations, seen in CI with `sweep run --workers 4` on a new home). With an empty store in
-    the cache, one copies it and the others find the copy."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    if cache != "empty":
-        _Store(f"sqlite:///{tmp_path / 'earlier' / 'mlflow.db'}", "x", None, True, {})
+    migrations, seen in CI with `sweep run --workers 4` on a new home)."""
     path = study_file(tmp_path, "together", spec_text("together", data_folder))
     home, go = tmp_path / "home", tmp_path / "go"
     home.mkdir()
@@ -309,10 +321,6 @@ def test_workers_opening_a_new_home_together_each_find_its_stores(
     assert len(optuna.get_all_study_names(f"sqlite:///{home / 'optuna.db'}")) == 1
     experiments = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}").search_experiments()
     assert [e.name for e in experiments if e.name != "Default"] == ["together"]
-    if cache != "empty":  # the home's store is the cached copy (its Default is the earlier one)
-        earlier = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'earlier' / 'mlflow.db'}")
-        default = [e.creation_time for e in experiments if e.name == "Default"]
-        assert default == [earlier.get_experiment("0").creation_time]
 
 
 def test_an_unreachable_tracking_server_fails_fast_before_training(

@@ -1,0 +1,105 @@
+"""Closing a study: the test set once for the best trial, the report, the study's MLflow run.
+
+Closing is idempotent: any process may close a study again (a resumed study, the last of
+several workers), and it reads what it needs from the stores, taking from this session only
+what it still holds in memory (weights, curves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+import engine
+
+from .home import Home
+from .lifecycle import RUN_ID_ATTR, Outcome, checkpoint, outcome_of
+from .runner import Session
+from .spec import StudySpec
+from .tracker import Tracker
+
+__all__ = ["Closing", "close_study", "count_outcomes"]
+
+
+@dataclass
+class Closing:
+    counts: dict[Outcome, int]
+    best_trial: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] | None = None
+    test_accuracy: float | None = None
+    report_dir: Path | None = None
+    report_notes: list[str] = field(default_factory=list)
+
+
+def count_outcomes(study: optuna.Study) -> dict[Outcome, int]:
+    counts = dict.fromkeys(Outcome, 0)
+    for trial in study.get_trials(deepcopy=False):
+        outcome = outcome_of(trial)
+        if outcome is not None:
+            counts[outcome] += 1
+    return counts
+
+
+def close_study(
+    spec: StudySpec,
+    study: optuna.Study,
+    home: Home,
+    data: engine.Dataset,
+    tracker: Tracker,
+    session: Session | None,
+    *,
+    report: bool = True,
+    stopped: str = "",
+) -> Closing:
+    """Evaluate the best trial on the test set (once per best trial), draw the report into
+    `home.report_dir(study)`, and finish the study's MLflow run. `stopped` says why the study
+    ended before its target (its deadline), for the run and the report."""
+    closing = Closing(count_outcomes(study))
+    if closing.counts[Outcome.COMPLETE]:
+        best = study.best_trial
+        closing.best_trial, closing.best_value = best.number, best.value
+        closing.best_params = dict(best.params)
+        weights = session.weights().get(best.number) if session is not None else None
+        if weights is None and best.user_attrs.get(RUN_ID_ATTR):  # run by another process
+            weights = tracker.download_weights(best.user_attrs[RUN_ID_ATTR])
+        if weights is not None:
+            closing.test_accuracy = engine.accuracy(weights, data.X_test, data.y_test)
+            study.set_user_attr("test_accuracy", closing.test_accuracy)
+            study.set_user_attr("best_trial_for_test", best.number)
+    if stopped:
+        study.set_user_attr("stopped", stopped)
+    elif study.user_attrs.get("stopped"):
+        study.set_user_attr("stopped", "")
+    finished = sum(closing.counts.values())
+    if report and finished:
+        checkpoint("report")
+        from . import report as reports
+        from .studyview import gather
+
+        view = gather(
+            study,
+            spec,
+            tracker,
+            weights=session.weights() if session is not None else None,
+            histories=session.histories() if session is not None else None,
+            links={"optuna storage": home.storage, "mlflow tracking": home.tracking_uri},
+        )
+        written = reports.write_report(view, home.report_dir(spec.name))
+        tracker.log_reports(written.files)
+        closing.report_dir, closing.report_notes = written.folder, written.notes
+    metrics = {
+        "best_val_accuracy": closing.best_value,
+        "test_accuracy": closing.test_accuracy,
+        **{f"n_{o.label}": float(n) for o, n in closing.counts.items()},
+    }
+    tags = {
+        "best_trial": str(closing.best_trial),
+        **{f"best.{k}": str(v) for k, v in (closing.best_params or {}).items()},
+        "softsweep.stopped": stopped or "reached n_trials",
+    }
+    tracker.finish_study({k: v for k, v in metrics.items() if v is not None}, tags)
+    return closing

@@ -1,0 +1,131 @@
+"""Where a sweep's data lives: a `Home` turns a folder (or --storage / --tracking-uri) into the
+two stores, the artifact root and the report folder, once. Nothing else builds a store URL.
+
+The embedded default is one folder (`--home`, else $SOFTSWEEP_HOME, else ./.softsweep):
+
+    <home>/optuna.db        Optuna's RDB storage (SQLite)
+    <home>/mlflow.db        MLflow's tracking store (SQLite)
+    <home>/mlartifacts/     MLflow's artifacts (weights, reports), one folder per experiment
+    <home>/reports/<study>/ the rendered reports
+    <home>/owners/          one lock file per live sweep process (see `Owner` below)
+
+With --storage (e.g. PostgreSQL) and --tracking-uri (an MLflow server) the stores are there
+instead, and the folder keeps only the reports and the owners' locks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Home", "Owner"]
+
+
+@dataclass(frozen=True)
+class Home:
+    folder: Path
+    storage: str  # Optuna storage URL
+    tracking_uri: str  # MLflow tracking URI
+
+    @classmethod
+    def resolve(
+        cls,
+        home: str | Path | None = None,
+        *,
+        storage: str | None = None,
+        tracking_uri: str | None = None,
+        create: bool = True,
+    ) -> Home:
+        """The home for these options; the folder is created unless only read from."""
+        folder = Path(home or os.environ.get("SOFTSWEEP_HOME") or ".softsweep")
+        if create:
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(
+                    f"--home must be a folder, got {folder}, which is a file. Pass a folder "
+                    "(it is created if missing)."
+                )
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ValueError(
+                    f"--home {folder} cannot be created ({exc.strerror}). Pass a folder you "
+                    "can write to."
+                ) from None
+        folder = folder.resolve()
+        return cls(
+            folder=folder,
+            storage=storage or f"sqlite:///{folder / 'optuna.db'}",
+            tracking_uri=tracking_uri or f"sqlite:///{folder / 'mlflow.db'}",
+        )
+
+    @property
+    def embedded_storage(self) -> bool:
+        """Optuna's storage is this folder's SQLite file (one machine by construction)."""
+        return self.storage == f"sqlite:///{self.folder / 'optuna.db'}"
+
+    @property
+    def artifact_root(self) -> Path | None:
+        """Where a local MLflow store keeps artifacts (None: a server decides)."""
+        return self.folder / "mlartifacts" if self.tracking_uri.startswith("sqlite:") else None
+
+    @property
+    def owners(self) -> Path:
+        return self.folder / "owners"
+
+    def report_dir(self, study_name: str) -> Path:
+        return self.folder / "reports" / study_name
+
+
+# -- owners: which live process holds a trial ------------------------------------------------
+class Owner:
+    """This process's claim on its trials: a lock on `<home>/owners/<host>-<pid>.lock`, held
+    until the process ends (the kernel releases it even on SIGKILL). Another process on this
+    machine that can take the lock knows the owner is gone."""
+
+    def __init__(self, home: Home) -> None:
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.folder = home.owners
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._file = open(_lock_path(self.folder, self.name), "a")  # held open: the lock
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def close(self) -> None:
+        if not self._file.closed:
+            Path(self._file.name).unlink(missing_ok=True)
+            self._file.close()
+
+    def alive(self, name: str) -> bool | None:
+        """Whether the process `name` ('host:pid') is alive; None when this cannot be told
+        from here (another machine, or a process that did not lock in this home)."""
+        host, _, _ = name.rpartition(":")
+        if name == self.name:
+            return True
+        path = _lock_path(self.folder, name)
+        if host != socket.gethostname() or not path.exists():
+            return None
+        return not _free(path)
+
+    def others_alive(self) -> bool:
+        """Whether any other process holds a lock in this home."""
+        mine = _lock_path(self.folder, self.name)
+        return any(p != mine and not _free(p) for p in self.folder.glob("*.lock"))
+
+
+def _lock_path(folder: Path, name: str) -> Path:
+    return folder / (name.replace(":", "-").replace("/", "_") + ".lock")
+
+
+def _free(path: Path) -> bool:
+    """Take and release the lock at once: True when nobody holds it (its owner is gone)."""
+    try:
+        with open(path, "a") as probe:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(probe, fcntl.LOCK_UN)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:  # unreadable: cannot prove anything
+        return False

@@ -1,0 +1,322 @@
+"""A sweep from start to end: the stores, the data, the loop (or N worker processes), the closing.
+
+    run_study(spec, home)  # `sweep run`, `sweep worker`, and `sweep.run()` from Python
+
+What happens, in order: the tracker's thread starts importing MLflow and opening its store; the
+data is loaded and checked (before anything is written to a store); the study is created or
+joined (a study with other settings is refused); this process's owner lock is taken; then the
+loop (`runner.Runner`) or, with `workers` > 1, that many `sweep worker` processes
+(`processes.run_workers`); then the closing (`closing.close_study`). Ctrl-C, SIGTERM and
+SIGHUP are handled throughout (`lifecycle.Interrupts`): the loop tells its trials in flight
+FAIL(interrupted), and `Interrupted` reaches the caller, which exits 130 / 143 / 129.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+
+import engine
+
+from .closing import Closing, close_study
+from .home import Home, Owner
+from .lifecycle import REASON_ATTR, Interrupted, Interrupts, Outcome, outcome_of
+from .runner import Runner, Session
+from .spec import StudySpec
+from .study import HEARTBEAT_S, enqueue_missing, open_study, progress
+from .tracker import Tracker
+
+__all__ = ["StudyOutcome", "prepare_study", "run_study"]
+
+
+@dataclass
+class StudyOutcome:
+    """How a `run_study` call ended (the summary `sweep run` prints)."""
+
+    study_name: str
+    home: Home
+    target: int
+    done: int  # trials that count toward the target
+    closing: Closing | None  # None: other workers were still on the study
+    session: Session
+    wall_s: float = 0.0
+    tracking_s: float = 0.0  # time the sweep waited for tracking calls
+    tracking_background_s: float = 0.0  # tracking work in the tracker's thread
+    tracking_errors: list[str] = field(default_factory=list)
+
+    @property
+    def deadline(self) -> bool:
+        return self.session.deadline and self.done < self.target
+
+    @property
+    def trials_this_run(self) -> int:
+        return len(self.session.trials)
+
+    def count(self, *outcomes: Outcome) -> int:
+        return sum(self.closing.counts[o] for o in outcomes) if self.closing else 0
+
+    @property
+    def n_complete(self) -> int:
+        return self.count(Outcome.COMPLETE)
+
+    @property
+    def n_pruned(self) -> int:
+        return self.count(Outcome.PRUNED)
+
+    @property
+    def n_failed(self) -> int:
+        return self.count(Outcome.DIVERGED, Outcome.ERROR)
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.closing.test_accuracy if self.closing else None
+
+    @property
+    def report_dir(self) -> Path | None:
+        return self.closing.report_dir if self.closing else None
+
+    @property
+    def report_notes(self) -> list[str]:
+        return self.closing.report_notes if self.closing else []
+
+    @property
+    def storage_s(self) -> float:
+        """The loop minus training and tracking waits: Optuna's storage calls, mostly."""
+        return max(0.0, self.session.loop_s - self.session.engine_s - self.tracking_s)
+
+    def summary(self) -> str:
+        """What `sweep run` prints at the end: the result first, then where things are."""
+        closing = self.closing
+        if closing is None:
+            return (
+                f"worker done: {self.trials_this_run} trials run here; other workers are still "
+                f"on study {self.study_name!r}, and the last one closes it."
+            )
+        rows = [["study", self.study_name]]
+        if closing.best_params:
+            p = closing.best_params
+            rows += [
+                [
+                    "best trial",
+                    f"#{closing.best_trial}: learning_rate={p['learning_rate']:.4g}, "
+                    f"reg={p['reg']:.4g}, batch_size={p['batch_size']}",
+                ],
+                ["validation accuracy", f"{closing.best_value:.4f}"],
+                [
+                    "test accuracy",
+                    "n/a (weights not found)"
+                    if closing.test_accuracy is None
+                    else f"{closing.test_accuracy:.4f} (best trial only, evaluated once)",
+                ],
+            ]
+        n_track = self.trials_this_run
+        interrupted = closing.counts[Outcome.INTERRUPTED]
+        rows += [
+            [
+                "trials",
+                f"{self.n_complete} completed, {self.n_pruned} pruned, "
+                f"{self.n_failed} failed ({n_track} run now"
+                + (f"; {interrupted} interrupted and run again" if interrupted else "")
+                + ")",
+            ],
+        ]
+        if self.deadline:
+            rows.append(["stopped", f"at its deadline: {self.done} of {self.target} trials"])
+        rows += [
+            ["wall time", f"{self.wall_s:.1f} s (training {self.session.train_s:.1f} s)"],
+            [
+                "tracking",
+                f"{self.tracking_s / n_track * 1e3:.1f} ms/trial waited, "
+                f"{self.tracking_background_s / n_track * 1e3:.1f} ms/trial in background"
+                if n_track
+                else "n/a (no trial run now)",
+            ],
+            [
+                "optuna calls",
+                f"{self.storage_s / n_track * 1e3:.1f} ms/trial waited"
+                if n_track
+                else "n/a (no trial run now)",
+            ],
+            ["optuna storage", self.home.storage],
+            ["mlflow tracking", self.home.tracking_uri],
+        ]
+        if closing.report_dir is not None:
+            rows.append(["report", str(closing.report_dir / "index.html")])
+        rows.append(["runs table", f"sweep runs {self.study_name} --home {self.home.folder}"])
+        rows.append(["mlflow ui", f"sweep ui --home {self.home.folder}"])
+        width = max(len(r[0]) for r in rows)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _fixed_params(spec: StudySpec, data: engine.Dataset) -> dict[str, str]:
+    """The settings every trial run shows besides its own params."""
+    return {
+        "epochs": str(spec.epochs),
+        "dataset": spec.dataset,
+        "loss": spec.loss,
+        "seed": str(spec.seed),
+        "center": str(spec.center).lower(),
+        "sampler": spec.sampler,
+        "pruner": spec.pruner,
+        "val_size": str(data.X_val.shape[0]),
+    }
+
+
+def _load_data(spec: StudySpec) -> engine.Dataset:
+    return engine.load_dataset(
+        spec.dataset,
+        data_dir=spec.data_dir,
+        val_size=spec.val_size,
+        seed=spec.seed,
+        center=spec.center,
+    )
+
+
+def run_study(
+    spec: StudySpec,
+    home: Home,
+    *,
+    workers: int = 1,
+    heartbeat_s: int = HEARTBEAT_S,
+    finish: str = "always",
+    report: bool = True,
+    on_start: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int, float | None], None] | None = None,
+) -> StudyOutcome:
+    """Run (or resume, or join) the study until it has `spec.target` trials done, then close
+    it. `finish="last"` (what `sweep worker` does) closes it only if no other process still has
+    trials of it running or waiting; `"never"` does not close it."""
+    started = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Importing MLflow and opening its store (~2 s of Python) happen in the tracker's thread
+    # while this one loads the data and opens the study. A local store or an HTTP server that
+    # answered /health is trusted to take the runs; a database URI is waited for here, so that
+    # it fails before training.
+    local_or_probed = home.tracking_uri.startswith(("sqlite:", "file:", "http://", "https://"))
+    tracker = Tracker(
+        home.tracking_uri,
+        spec.name,
+        artifact_root=home.artifact_root,
+        wait=not local_or_probed,
+    )
+    owner: Owner | None = None
+    try:
+        with Interrupts() as interrupts:
+            data = _load_data(spec)  # bad data fails here, before a study exists
+            study, storage = open_study(
+                spec, home, heartbeat_s=heartbeat_s, close_run=tracker.fail_trial_runs
+            )
+            owner = Owner(home)
+            tracker.close_stale_runs(spec.name, _finished(study))
+            _describe(study, spec, data)
+            tracker.set_fixed_params(_fixed_params(spec, data))
+            tracker.start_study(spec.name, spec.as_params(), spec.text)
+            grid = spec.grid_size is not None
+            now = progress(study, grid)
+            if on_start is not None:
+                on_start(now.done, spec.target)
+            if grid and not now.waiting:
+                enqueue_missing(study, spec, now)  # before any worker asks: no duplicates
+            if workers > 1:
+                from .processes import run_workers
+
+                run_workers(spec, home, workers, heartbeat_s, study, on_progress)
+                session = Session()
+            else:
+                session = Runner(
+                    spec, study, storage, data, tracker, owner, interrupts,
+                    embedded=home.embedded_storage, heartbeat_s=heartbeat_s,
+                    on_progress=on_progress,
+                ).run()  # fmt: skip
+            end = progress(study, grid)
+            outcome = StudyOutcome(spec.name, home, spec.target, end.done, None, session)
+            if on_progress is not None:
+                on_progress(end.done, end.best_value)
+            others = end.running or (end.waiting and not session.deadline)
+            if finish == "always" or (finish == "last" and not others):
+                stopped = (
+                    f"stopped at its deadline (timeout_s={spec.timeout_s:g}) with {end.done} "
+                    f"of {spec.target} trials done"
+                    if outcome.deadline
+                    else ""
+                )
+                outcome.closing = close_study(
+                    spec, study, home, data, tracker, session, report=report, stopped=stopped
+                )
+            tracker.close()
+    except Interrupted:
+        if finish == "always":  # a worker leaves the study's run to the processes still going
+            tracker.end_study("KILLED", timeout=10)
+        tracker.abandon()
+        raise
+    except BaseException:
+        if finish == "always":
+            tracker.end_study("FAILED", timeout=10)
+        tracker.abandon()
+        raise
+    finally:
+        if owner is not None:
+            owner.close()
+    outcome.wall_s = time.perf_counter() - started
+    outcome.tracking_s = tracker.seconds
+    outcome.tracking_background_s = tracker.background_seconds
+    outcome.tracking_errors = list(tracker.errors)
+    return outcome
+
+
+def prepare_study(spec: StudySpec, home: Home) -> int:
+    """Create the study, its MLflow experiment and study run, and queue a grid's cells,
+    without training: the one-shot step before workers start (`sweep create`). Returns the
+    number of cells queued. Safe to repeat."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tracker = Tracker(home.tracking_uri, spec.name, artifact_root=home.artifact_root)
+    try:
+        study, _ = open_study(spec, home)
+        if spec.text and study.user_attrs.get("spec_toml") != spec.text:
+            study.set_user_attr("spec_toml", spec.text)
+        tracker.start_study(spec.name, spec.as_params(), spec.text)
+        now = progress(study, spec.grid_size is not None)
+        return enqueue_missing(study, spec, now) if not now.waiting else 0
+    finally:
+        tracker.close()
+
+
+def _finished(study: optuna.Study) -> dict[int, tuple[Outcome, str]]:
+    """Every finished trial's outcome and reason, by number."""
+    found = {}
+    for trial in study.get_trials(deepcopy=False):
+        if (outcome := outcome_of(trial)) is not None:
+            found[trial.number] = (outcome, str(trial.user_attrs.get(REASON_ATTR, "")))
+    return found
+
+
+def _describe(study: optuna.Study, spec: StudySpec, data: engine.Dataset) -> None:
+    """What a report needs to know about a study later, stored on it: the study file, the
+    data's image shape and class names, and a naive vs vectorized loss timing (~50 ms)."""
+    attrs = study.user_attrs
+    wanted: dict[str, object] = {
+        "dataset": spec.dataset,
+        "image_shape": list(data.image_shape),
+        "class_names": list(data.class_names),
+    }
+    if spec.text:
+        wanted["spec_toml"] = spec.text
+    if "loss_timing" not in attrs:
+        n = min(200, data.X_train.shape[0])
+        timing = engine.compare_losses(
+            data.X_train[:n], data.y_train[:n], data.n_classes, reg=1e-4, seed=spec.seed
+        )
+        wanted["loss_timing"] = {
+            "n_samples": timing.n_samples,
+            "n_features": timing.n_features,
+            "n_classes": timing.n_classes,
+            "naive_s": timing.naive_s,
+            "vectorized_s": timing.vectorized_s,
+        }
+    for key, value in wanted.items():
+        if attrs.get(key) != value:
+            study.set_user_attr(key, value)

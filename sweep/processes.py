@@ -1,0 +1,144 @@
+"""The processes `sweep` starts: N local `sweep worker`s for `sweep run --workers N`, and the
+MLflow UI server for `sweep ui`.
+
+Every child stops with its parent, whatever stops the parent: on Ctrl-C, SIGTERM or SIGHUP the
+parent sends its workers SIGTERM and waits for them to tell their trials (they exit 143); if
+the parent is killed outright, Linux's parent-death signal (`die_with_parent`, set by the child
+itself) sends each worker SIGTERM. A worker's stderr goes to a file of its own (never a pipe
+nobody reads), shown when the worker fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import IO
+
+import optuna
+
+from .home import Home
+from .spec import StudySpec
+from .study import progress
+
+__all__ = ["PARENT_ENV", "die_with_parent", "run_workers", "serve_ui"]
+
+PARENT_ENV = "SOFTSWEEP_PARENT_PID"
+STOP_WAIT_S = 30.0  # how long a stopping parent waits for its workers before SIGKILL
+
+
+def die_with_parent() -> None:
+    """In a worker started by `run_workers`: receive SIGTERM when the parent dies (Linux's
+    PR_SET_PDEATHSIG), and exit now if it is already gone. Elsewhere a no-op."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != int(parent):  # it died before we asked to be told
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_workers(
+    spec: StudySpec,
+    home: Home,
+    n: int,
+    heartbeat_s: int,
+    study: optuna.Study,
+    on_progress: Callable[[int, float | None], None] | None,
+) -> None:
+    """Start `n` workers on the study's stores and wait for them, showing progress. Raises if
+    a worker failed (with what it said) or the study did not reach its target."""
+    if not spec.source or not os.path.isfile(spec.source):
+        raise ValueError("--workers needs the study's file: run it as `sweep run FILE.toml`.")
+    env = dict(os.environ)
+    env[PARENT_ENV] = str(os.getpid())
+    threads = str(max(1, (os.cpu_count() or 1) // n))
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(var, threads)  # N processes share the cores: no oversubscription
+    command = [
+        sys.executable, "-m", "sweep", "worker", spec.source, "--home", str(home.folder),
+        "--storage", home.storage, "--tracking-uri", home.tracking_uri,
+        "--heartbeat", str(heartbeat_s), "--finish", "never", "--quiet",
+    ]  # fmt: skip
+    logs: list[IO[bytes]] = []
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(n):
+            logs.append(tempfile.TemporaryFile())
+            children.append(
+                subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=logs[-1])
+            )
+        while any(child.poll() is None for child in children):
+            time.sleep(0.5)
+            if on_progress is not None:
+                now = progress(study, spec.grid_size is not None)
+                on_progress(now.done, now.best_value)
+    finally:
+        _stop(children)
+        failed = [(c, log) for c, log in zip(children, logs, strict=False) if c.returncode]
+        said = ""
+        if failed:
+            failed[0][1].seek(0)
+            said = failed[0][1].read().decode(errors="replace")[-2000:].strip()
+        for log in logs:
+            log.close()
+    if failed:
+        raise RuntimeError(
+            f"{len(failed)} of {n} workers failed (exit code {failed[0][0].returncode}). "
+            f"The first one said: {said or '(nothing)'}"
+        )
+    if progress(study, spec.grid_size is not None).done < spec.target:
+        raise RuntimeError(f"The workers stopped before study {spec.name!r} reached its target.")
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to the workers still running, a bounded wait, then SIGKILL."""
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    deadline = time.monotonic() + STOP_WAIT_S
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def serve_ui(tracking_uri: str, port: int) -> int:
+    """`mlflow ui` on the store, bound to 127.0.0.1, until it exits or this process is told to
+    stop (Ctrl-C, SIGTERM, SIGHUP: a closed terminal). MLflow starts a tree of processes: it
+    gets its own process group, and the group goes down with this process."""
+    command = [
+        sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    # The UI needs none of the server's job machinery (several extra processes, ~1-2 GiB).
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
+    try:
+        return server.wait()
+    except (KeyboardInterrupt, SystemExit):
+        return 0
+    finally:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)

@@ -1,0 +1,235 @@
+"""The trial lifecycle under real signals: a real `sweep run` process, stopped at each step by
+SIGINT, SIGTERM or SIGKILL, then resumed. Whatever the moment, the resume reaches the target
+with every grid cell trained once, no trial or MLflow run is left RUNNING, and no softsweep
+process is left behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from sweep.cli import main
+from sweep.lifecycle import Interrupted, Interrupts, Outcome
+from tests.helpers import spec_text, write_idx_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = ("asking", "training", "telling", "finishing", "report")
+EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
+
+
+@pytest.fixture(scope="module")
+def data_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_idx_dataset(tmp_path_factory.mktemp("data") / "blobs", n_train=400, n_test=150)
+
+
+def grid_study(tmp_path: Path, data_folder: Path, name: str = "life", **options: object) -> Path:
+    """8 cells in groups of 2: an interrupt anywhere leaves work for the resume."""
+    defaults: dict[str, object] = {"side_by_side": 2, "reg": "{ values = [0.0, 1e-3] }"}
+    text = spec_text(name, data_folder, lr="{ values = [0.03, 0.3] }", **{**defaults, **options})
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def sweep_process(*args: str, pause_at: str | None = None) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SOFTSWEEP_PAUSE_AT"}
+    if pause_at:
+        env["SOFTSWEEP_PAUSE_AT"] = pause_at
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweep", *args],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_pause(process: subprocess.Popen[str], step: str) -> list[str]:
+    """Read stderr until the process says it is paused at `step`."""
+    seen = []
+    assert process.stderr is not None
+    for line in process.stderr:
+        seen.append(line)
+        if f"paused at {step}" in line:
+            return seen
+    raise AssertionError(f"never paused at {step}; stderr: {''.join(seen)}")
+
+
+def softsweep_processes(marker: str) -> list[int]:
+    """Live processes whose command line mentions `marker` (a study file or home)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            state = next(
+                (
+                    ln
+                    for ln in (entry / "status").read_text().splitlines()
+                    if ln.startswith("State")
+                ),
+                "",
+            )
+        except OSError:
+            continue
+        if marker in cmdline and "zombie" not in state:
+            found.append(int(entry.name))
+    return found
+
+
+def assert_finished_cleanly(home: Path, study: str, cells: int) -> None:
+    trials = optuna.load_study(study_name=study, storage=f"sqlite:///{home / 'optuna.db'}").trials
+    complete = Counter(
+        (t.params["learning_rate"], t.params["reg"], t.params["batch_size"])
+        for t in trials
+        if t.state == TrialState.COMPLETE
+    )
+    assert len(complete) == cells and set(complete.values()) == {1}  # every cell once
+    assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for t in trials:  # a FAIL is only ever an interruption (run again) or a duplicate
+        if t.state == TrialState.FAIL:
+            assert t.user_attrs["outcome"] in ("interrupted", "duplicate"), t.user_attrs
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(study)
+    runs = client.search_runs([experiment.experiment_id], "")
+    assert runs and not [r.info.run_id for r in runs if r.info.status == "RUNNING"]
+    statuses = Counter(r.info.status for r in runs if r.data.tags["softsweep.role"] == "trial")
+    assert statuses["FINISHED"] == cells
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_an_interrupt_at_any_step_leaves_a_study_the_next_run_finishes(
+    data_folder: Path, tmp_path: Path, signum: int, step: str
+) -> None:
+    path, home = grid_study(tmp_path, data_folder), tmp_path / "home"
+    first = sweep_process("run", str(path), "--home", str(home), pause_at=step)
+    wait_for_pause(first, step)
+    first.send_signal(signum)
+    out, err = first.communicate(timeout=60)  # both pipes reach EOF: nothing holds them
+    assert first.returncode == EXIT[signum], err
+    if signum != signal.SIGKILL:
+        assert "Traceback" not in err
+        assert f"Resume with: sweep run {path}" in err
+    assert softsweep_processes(str(path)) == []
+    resumed = sweep_process("run", str(path), "--home", str(home))
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert "8 completed, 0 pruned, 0 failed" in out
+    assert_finished_cleanly(home, "life", cells=8)
+    assert softsweep_processes(str(path)) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_workers_parent_stopped_takes_its_workers_with_it(
+    data_folder: Path, tmp_path: Path, signum: int
+) -> None:
+    path, home = grid_study(tmp_path, data_folder, epochs=40), tmp_path / "home"
+    parent = sweep_process("run", str(path), "--home", str(home), "--workers", "2")
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:  # until both workers hold a trial
+        time.sleep(0.2)
+        try:
+            running = optuna.load_study(study_name="life", storage=storage).get_trials(
+                states=(TrialState.RUNNING,)
+            )
+        except (KeyError, Exception):  # the study does not exist yet
+            continue
+        if len({t.user_attrs.get("worker") for t in running} - {None}) == 2:
+            break
+    else:
+        raise AssertionError("the two workers never both trained")
+    parent.send_signal(signum)
+    parent.communicate(timeout=60)
+    assert parent.returncode == EXIT[signum]
+    deadline = time.monotonic() + 30
+    while softsweep_processes(str(path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert softsweep_processes(str(path)) == []  # the workers went with their parent
+    resumed = sweep_process("run", str(path), "--home", str(home))
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert_finished_cleanly(home, "life", cells=8)
+
+
+def test_a_study_file_changed_under_the_same_name_is_refused(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    path, home = grid_study(tmp_path, data_folder), tmp_path / "home"
+    assert CliRunner().invoke(main, ["run", str(path), "--home", str(home)]).exit_code == 0
+    text = path.read_text()
+    path.write_text(text.replace("epochs = 3", "epochs = 4").replace("seed = 0", "seed = 1"))
+    changed = CliRunner().invoke(main, ["run", str(path), "--home", str(home)])
+    assert changed.exit_code == 2
+    assert "study 'life' already exists" in changed.output
+    assert "epochs: 3 -> 4" in changed.output and "seed: 0 -> 1" in changed.output
+    assert "new [study] name" in changed.output and "Traceback" not in changed.output
+    study = optuna.load_study(study_name="life", storage=f"sqlite:///{home / 'optuna.db'}")
+    assert study.user_attrs["identity"]["epochs"] == "3"  # the stored settings are untouched
+    # n_trials may change: a smaller target is simply reached already.
+    path.write_text(text.replace("n_trials = 100", "n_trials = 5"))
+    assert CliRunner().invoke(main, ["run", str(path), "--home", str(home)]).exit_code == 0
+
+
+def test_a_deadline_says_so_everywhere(data_folder: Path, tmp_path: Path) -> None:
+    big = write_idx_dataset(tmp_path / "big", n_train=4000, n_test=100, image_shape=(28, 28))
+    path = grid_study(tmp_path, big, name="late", epochs=200, side_by_side=1)
+    path.write_text(path.read_text().replace("seed = 0", "seed = 0\ntimeout_s = 1.5"))
+    home = tmp_path / "home"
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["run", str(path), "--home", str(home)])
+    took = time.monotonic() - started
+    assert result.exit_code == 124, result.output
+    assert "stopped at its deadline (timeout_s = 1.5 s) with 0 of 8 trials" in result.output
+    assert re.search(r"\nstopped +at its deadline: 0 of 8 trials\n", result.output)
+    # The trial in training stopped after its current epoch (each ~10 ms), not after 200.
+    study = optuna.load_study(study_name="late", storage=f"sqlite:///{home / 'optuna.db'}")
+    cut = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert cut and "stopped at the study's deadline" in cut[0].user_attrs["fail_reason"]
+    assert cut[0].user_attrs["outcome"] == "interrupted"
+    assert took < 30
+    stopped = "stopped at its deadline (timeout_s=1.5) with 0 of 8 trials done"
+    assert study.user_attrs["stopped"] == stopped
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("late")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`softsweep.role` = 'study'")
+    assert parent.data.tags["softsweep.stopped"] == stopped
+    page = (home / "reports" / "late" / "index.html").read_text()
+    assert stopped in page
+
+
+def test_a_signal_inside_a_shielded_block_waits_for_its_end() -> None:
+    with Interrupts() as interrupts:
+        reached_end = False
+        with pytest.raises(Interrupted, match="SIGTERM") as stopped:
+            with interrupts.shielded():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # the handler has run by now, and raised nothing here
+                reached_end = True
+        assert reached_end and stopped.value.exit_code == 143
+        os.kill(os.getpid(), signal.SIGINT)  # a second signal is remembered, not raised
+        time.sleep(0.05)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+
+
+def test_every_outcome_maps_once_to_optuna_mlflow_and_the_target() -> None:
+    assert {o.label for o in Outcome} == {
+        "complete", "pruned", "diverged", "error", "interrupted", "duplicate"
+    }  # fmt: skip
+    counted = {o.label for o in Outcome if o.done}
+    assert counted == {"complete", "pruned", "diverged", "error"}  # the rest run again
+    assert Outcome.PRUNED.run_status == "KILLED" and Outcome.COMPLETE.run_status == "FINISHED"
+    assert {o.run_status for o in Outcome if o.state == TrialState.FAIL} == {"FAILED"}
+    with pytest.raises(ValueError, match="outcome must be one of"):
+        Outcome.from_label("lost")
