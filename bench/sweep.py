@@ -1,16 +1,18 @@
-"""End to end on the 5x5 grid study (5 epochs): `python -m bench.sweep`.
+"""End to end on the 5x5 grid study (5 epochs): `python -m bench.sweep [--other TREE]`.
 
 `sweep run studies/fashion_mnist_grid.toml` as a user runs it (a fresh process: imports, data
 loading, MLflow store, tracking of every trial and the report included) vs a script running the
 serial careful plain-NumPy loop (bench/engine.py) over the same 25 configs with no tracking at
-all (also a fresh process that loads the data). Each round replays a user's first three sweeps
-on a machine: the first one (an empty user cache: MLflow creates and migrates its store), one in
-a new home (the new store is a copy of the empty one the first run cached), one in a home whose
-stores exist. Prints a table and writes bench/results/sweep.json.
+all (also a fresh process that loads the data). Each round runs a sweep in a new home (both
+stores are created) and one in a home whose stores exist. With `--other TREE` (another checkout,
+say `git worktree add /tmp/before HEAD~1`) the same two sweeps of that checkout run in the same
+rounds, so a change's cost or gain is a ratio measured side by side. Prints a table and writes
+bench/results/sweep.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -41,17 +43,16 @@ print(best)
 """
 
 
-def timed(cmd: list[str], cache: str | None = None) -> tuple[float, str]:
+def timed(cmd: list[str], cwd: Path = ROOT) -> tuple[float, str]:
     env = {**os.environ, "SOFTSWEEP_DATA": str(DATA)}  # every process reads the same files
-    if cache is not None:
-        env["XDG_CACHE_HOME"] = cache
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=cwd, env=env)
     return time.perf_counter() - start, done.stdout
 
 
-def sweep_run(study: Path, home: str, cache: str) -> tuple[float, dict]:
-    wall, out = timed([sys.executable, "-m", "sweep", "run", str(study), "--home", home], cache)
+def sweep_run(study: Path, home: str, tree: Path = ROOT) -> tuple[float, dict]:
+    command = [sys.executable, "-m", "sweep", "run", str(study), "--home", home]
+    wall, out = timed(command, tree)
     waited, background = map(
         float,
         re.search(
@@ -67,105 +68,78 @@ def sweep_run(study: Path, home: str, cache: str) -> tuple[float, dict]:
     }
 
 
-def main(repeats: int = 5) -> None:
-    # Interleaved rounds, each with all three: this VM's speed drifts by 30% over a minute, so
-    # both the best of each and the median of the per-round ratios are reported.
-    firsts, colds, warms, carefuls = [], [], [], []
-    for r in range(repeats):
-        with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as homes:
-            first, home = str(Path(homes) / "first"), str(Path(homes) / "home")
-            firsts.append(sweep_run(STUDY, first, cache))  # MLflow migrates; the cache keeps it
-            colds.append(sweep_run(STUDY, home, cache))  # a new home: a copy of that store
-            again = Path(homes) / "grid_again.toml"  # same study under a new name, same home
-            again.write_text(
-                STUDY.read_text().replace(
-                    'name = "fashion-mnist-grid"', f'name = "fashion-mnist-grid-{r}"'
-                )
-            )
-            warms.append(sweep_run(again, home, cache))
-        carefuls.append(timed([sys.executable, "-c", CAREFUL_SCRIPT]))
-    best_first, first_info = min(firsts, key=lambda x: x[0])
-    cold, cold_info = min(colds, key=lambda x: x[0])
-    warm, warm_info = min(warms, key=lambda x: x[0])
-    careful, out = min(carefuls, key=lambda x: x[0])
-    careful_best = float(out.strip())
-    round_first = sorted(c[0] / f[0] for c, f in zip(carefuls, firsts, strict=True))
-    round_cold = sorted(c[0] / n[0] for c, n in zip(carefuls, colds, strict=True))
-    round_warm = sorted(c[0] / w[0] for c, w in zip(carefuls, warms, strict=True))
-    median_first = round_first[repeats // 2]
-    median_cold, median_warm = round_cold[repeats // 2], round_warm[repeats // 2]
+def two_sweeps(tree: Path, homes: Path, r: int) -> tuple[tuple[float, dict], tuple[float, dict]]:
+    """A sweep in a new home, then another study in that (now existing) home."""
+    home = str(homes / f"home-{tree.name}")
+    new = sweep_run(STUDY, home, tree)
+    again = homes / f"grid_again_{tree.name}.toml"  # the same study under a new name
+    again.write_text(
+        STUDY.read_text().replace('name = "fashion-mnist-grid"', f'name = "fashion-mnist-grid-{r}"')
+    )
+    return new, sweep_run(again, home, tree)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--other", type=Path, default=None, help="a reference checkout")
+    args = parser.parse_args()
+    trees = {"this": ROOT} | ({"other": args.other.resolve()} if args.other else {})
+    # Interleaved rounds, each with everything: this VM's speed drifts by 30% over a minute, so
+    # both the best of each and the median of the per-round ratios are reported.
+    runs: dict[str, dict[str, list]] = {t: {"new": [], "existing": []} for t in trees}
+    carefuls = []
+    for r in range(args.rounds):
+        for name, tree in trees.items():
+            with tempfile.TemporaryDirectory() as homes:
+                new, existing = two_sweeps(tree, Path(homes), r)
+            runs[name]["new"].append(new)
+            runs[name]["existing"].append(existing)
+        carefuls.append(timed([sys.executable, "-c", CAREFUL_SCRIPT]))
+    careful, out = min(carefuls, key=lambda x: x[0])
+    rows, results = [], {}
+    for name in trees:
+        for kind in ("new", "existing"):
+            done = runs[name][kind]
+            best, info = min(done, key=lambda x: x[0])
+            ratios = sorted(c[0] / d[0] for c, d in zip(carefuls, done, strict=True))
+            median = ratios[len(ratios) // 2]
+            label = f"sweep run ({name} tree), {kind} home"
+            rows.append(
+                [label, f"{best:.2f}", f"{careful / best:.2f}x", f"{median:.2f}x",
+                 f"{info['best_val']:.4f}"]
+            )  # fmt: skip
+            results[f"{name}/{kind}"] = {
+                "all_s": [d[0] for d in done], "best_s": best, "round_ratios": ratios,
+                "median_round_ratio": median, "info": info,
+            }  # fmt: skip
+    rows.append(["serial careful loop, untracked", f"{careful:.2f}", "1.00x", "1.00x",
+                 f"{float(out.strip()):.4f}"])  # fmt: skip
     print(
         f"5x5 grid, Fashion-MNIST, batch 256, 5 epochs; every row is a whole process "
-        f"(start, imports, data loading, tracking and reports included); {repeats} rounds"
+        f"(start, imports, data loading, tracking and reports included); {args.rounds} rounds"
     )
+    print(table(["how", "best wall s", "best vs careful", "median round ratio", "val acc"], rows))
+    if "other" in trees:
+        for kind in ("new", "existing"):
+            pairs = list(zip(runs["other"][kind], runs["this"][kind], strict=True))
+            ratio = sorted(o[0] / t[0] for o, t in pairs)[len(pairs) // 2]
+            extra = sorted(t[0] - o[0] for o, t in pairs)[len(pairs) // 2]
+            print(
+                f"{kind} home: other / this tree, median per-round ratio {ratio:.3f}x "
+                f"(>1: this tree is faster); median difference {extra:+.2f} s"
+            )
+    info = results["this/existing"]["info"]
     print(
-        table(
-            ["how", "best wall s", "best vs best", "median round ratio", "best val acc"],
-            [
-                [
-                    "sweep run, tracked, first on the machine",
-                    f"{best_first:.2f}",
-                    f"{careful / best_first:.2f}x",
-                    f"{median_first:.2f}x",
-                    f"{first_info['best_val']:.4f}",
-                ],
-                [
-                    "sweep run, tracked, new home",
-                    f"{cold:.2f}",
-                    f"{careful / cold:.2f}x",
-                    f"{median_cold:.2f}x",
-                    f"{cold_info['best_val']:.4f}",
-                ],
-                [
-                    "sweep run, tracked, existing home",
-                    f"{warm:.2f}",
-                    f"{careful / warm:.2f}x",
-                    f"{median_warm:.2f}x",
-                    f"{warm_info['best_val']:.4f}",
-                ],
-                ["  of which training (train_many)", f"{warm_info['train_s']:.2f}", "", "", ""],
-                [
-                    "serial careful loop, untracked",
-                    f"{careful:.2f}",
-                    "1.00x",
-                    "1.00x",
-                    f"{careful_best:.4f}",
-                ],
-            ],
-        )
-    )
-    print(
-        f"tracking per trial: {warm_info['tracking_waited_ms_per_trial']:.1f} ms waited by the "
-        f"sweep, {warm_info['tracking_background_ms_per_trial']:.1f} ms in the background "
-        f"thread; training per trial {warm_info['train_s'] / 25 * 1e3:.0f} ms"
+        f"tracking per trial (this tree, existing home): {info['tracking_waited_ms_per_trial']:.1f}"
+        f" ms waited by the sweep, {info['tracking_background_ms_per_trial']:.1f} ms in the "
+        f"background thread; training per trial {info['train_s'] / 25 * 1e3:.0f} ms"
     )
     path = save(
         "sweep",
-        {
-            "repeats": repeats,
-            "all_first_on_machine_s": [f[0] for f in firsts],
-            "all_new_home_s": [c[0] for c in colds],
-            "all_existing_home_s": [w[0] for w in warms],
-            "all_careful_s": [c[0] for c in carefuls],
-            "sweep_run_first_on_machine_s": best_first,
-            "sweep_run_new_home_s": cold,
-            "sweep_run_existing_home_s": warm,
-            "careful_serial_process_s": careful,
-            "speedup_first_on_machine": careful / best_first,
-            "speedup_new_home": careful / cold,
-            "speedup_existing_home": careful / warm,
-            "round_ratios_first_on_machine": round_first,
-            "round_ratios_new_home": round_cold,
-            "round_ratios_existing_home": round_warm,
-            "median_round_ratio_first_on_machine": median_first,
-            "median_round_ratio_new_home": median_cold,
-            "median_round_ratio_existing_home": median_warm,
-            "best_val_careful": careful_best,
-            "new_home": cold_info,
-            "existing_home": warm_info,
-        },
-    )
+        {"rounds": args.rounds, "trees": {k: str(v) for k, v in trees.items()},
+         "careful_s": [c[0] for c in carefuls], "results": results},
+    )  # fmt: skip
     print(f"\nwrote {path}")
 
 
