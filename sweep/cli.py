@@ -35,6 +35,13 @@ def friendly_errors(fn: F) -> F:
             _fail(str(exc), EXIT_USAGE)
         except RuntimeError as exc:
             _fail(str(exc), EXIT_FAILURE)
+        except OSError as exc:  # a file softsweep had to write: read-only, full, gone
+            where = f" ({exc.filename})" if exc.filename else ""
+            _fail(
+                f"softsweep cannot write{where}: {exc.strerror or exc}. Point --home at a "
+                "folder with room that you can write to, or free some space.",
+                EXIT_FAILURE,
+            )
 
     return wrapper  # type: ignore[return-value]
 
@@ -262,11 +269,11 @@ def _sweep(
                 )
             )
 
-    def on_progress(done: int, best: float | None) -> None:
+    def on_progress(done: int, best: float | None, note: str) -> None:
         if bar:
             bar[0].n = done
-            if best is not None:
-                bar[0].set_postfix_str(f"best val acc {best:.4f}", refresh=False)
+            shown = [f"best val acc {best:.4f}"] if best is not None else []
+            bar[0].set_postfix_str(", ".join([*shown, note] if note else shown), refresh=False)
             bar[0].refresh()
 
     try:
@@ -299,11 +306,21 @@ def _sweep(
         return
     for note in outcome.report_notes:
         click.echo(f"note: {note}", err=True)
-    if outcome.tracking_errors:
+    if outcome.tracking_errors and not outcome.untracked:
+        seen = dict.fromkeys(outcome.tracking_errors)  # once each, in order
         click.echo(
-            "warning: some runs could not be fully tracked:\n  "
-            + "\n  ".join(outcome.tracking_errors),
+            "warning: some MLflow calls failed during the sweep (the runs were completed from "
+            "Optuna at the end):\n  " + "\n  ".join(seen),
             err=True,
+        )
+    if outcome.untracked:
+        _fail(
+            f"{outcome.untracked} finished trials of study {spec.name!r} are not (all) in "
+            f"MLflow: the tracking store {where.tracking_uri} failed "
+            f"({outcome.tracking_down}). Their results are safe in Optuna; once the store is "
+            "back, `sweep sync "
+            f"{spec.name}` (with the same --home, --storage and --tracking-uri) writes them.",
+            EXIT_FAILURE,
         )
     if outcome.deadline:
         _fail(
@@ -402,6 +419,38 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
             f"why its trials ended. See `sweep runs {study}` for the reasons.",
             EXIT_FAILURE,
         )
+
+
+@main.command()
+@click.argument("study")
+@_HOME
+@_STORAGE
+@_TRACKING
+@friendly_errors
+def sync(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
+    """Make MLflow agree with Optuna for STUDY: runs made or completed from the trials."""
+    from .home import Home
+    from .study import load_study
+    from .sync import records
+    from .tracker import Tracker
+
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
+    stored = load_study(study, where)
+    tracker = Tracker(where.tracking_uri, study, artifact_root=where.artifact_root)
+    try:
+        tracker.find_study_run(study)
+        done = tracker.sync(study, records(stored))
+    finally:
+        tracker.close()
+    if done is None:
+        raise RuntimeError(
+            f"The MLflow tracking store {where.tracking_uri} did not answer "
+            f"({tracker.down or tracker.errors[-1]}). Nothing was changed; try again later."
+        )
+    click.echo(
+        f"study {study!r}: {len(done.run_ids)} trial runs in MLflow; {done.created} made and "
+        f"{done.completed} completed now from Optuna."
+    )
 
 
 @main.command()

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
+from optuna.trial import FrozenTrial
 
 import engine
 
@@ -19,6 +21,7 @@ from .home import Home
 from .lifecycle import RUN_ID_ATTR, Outcome, checkpoint, outcome_of
 from .runner import Session
 from .spec import StudySpec
+from .sync import retrain
 from .tracker import Tracker
 
 __all__ = ["Closing", "close_study", "count_outcomes"]
@@ -33,6 +36,31 @@ class Closing:
     test_accuracy: float | None = None
     report_dir: Path | None = None
     report_notes: list[str] = field(default_factory=list)
+
+
+def best_weights(
+    spec: StudySpec,
+    best: FrozenTrial,
+    data: engine.Dataset,
+    tracker: Tracker,
+    known: dict[int, np.ndarray],
+    notes: list[str],
+) -> np.ndarray | None:
+    """The best trial's weights: in memory (this session trained it), else in its run, else
+    trained again (deterministic for the seed) and put back in its run."""
+    if best.number in known:
+        return known[best.number]
+    run_id = best.user_attrs.get(RUN_ID_ATTR)
+    weights = tracker.download_weights(run_id) if run_id else None
+    if weights is None:
+        weights, note = retrain(data, spec, best)
+        notes.append(
+            f"The weights of trial #{best.number} were not in its MLflow run: it was trained "
+            "again" + (f"; {note}." if note else ", to the same validation accuracy.")
+        )
+        if weights is not None:
+            tracker.log_trial_weights(spec.name, best.number, weights)
+    return weights
 
 
 def count_outcomes(study: optuna.Study) -> dict[Outcome, int]:
@@ -59,14 +87,14 @@ def close_study(
     `home.report_dir(study)`, and finish the study's MLflow run. `stopped` says why the study
     ended before its target (its deadline), for the run and the report."""
     closing = Closing(count_outcomes(study))
+    known = session.weights() if session is not None else {}
     if closing.counts[Outcome.COMPLETE]:
         best = study.best_trial
         closing.best_trial, closing.best_value = best.number, best.value
         closing.best_params = dict(best.params)
-        weights = session.weights().get(best.number) if session is not None else None
-        if weights is None and best.user_attrs.get(RUN_ID_ATTR):  # run by another process
-            weights = tracker.download_weights(best.user_attrs[RUN_ID_ATTR])
+        weights = best_weights(spec, best, data, tracker, known, closing.report_notes)
         if weights is not None:
+            known = {**known, best.number: weights}
             closing.test_accuracy = engine.accuracy(weights, data.X_test, data.y_test)
             study.set_user_attr("test_accuracy", closing.test_accuracy)
             study.set_user_attr("best_trial_for_test", best.number)
@@ -84,13 +112,14 @@ def close_study(
             study,
             spec,
             tracker,
-            weights=session.weights() if session is not None else None,
+            weights=known,
             histories=session.histories() if session is not None else None,
             links={"optuna storage": home.storage, "mlflow tracking": home.tracking_uri},
         )
         written = reports.write_report(view, home.report_dir(spec.name))
         tracker.log_reports(written.files)
-        closing.report_dir, closing.report_notes = written.folder, written.notes
+        closing.report_dir = written.folder
+        closing.report_notes += written.notes
     metrics = {
         "best_val_accuracy": closing.best_value,
         "test_accuracy": closing.test_accuracy,

@@ -19,18 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from optuna.exceptions import StorageInternalError
 
 import engine
 
 from .closing import Closing, close_study
 from .home import Home, Owner
-from .lifecycle import REASON_ATTR, Interrupted, Interrupts, Outcome, outcome_of
-from .runner import Runner, Session
+from .lifecycle import Interrupted, Interrupts, Outcome
+from .runner import OnProgress, Runner, Session
 from .spec import StudySpec
 from .study import HEARTBEAT_S, enqueue_missing, open_study, progress
+from .sync import records
 from .tracker import Tracker
 
 __all__ = ["StudyOutcome", "prepare_study", "run_study"]
+
+SYNC_WAIT_S = 30.0  # the end of a sweep waits this long for a tracking store that went away
 
 
 @dataclass
@@ -47,6 +51,8 @@ class StudyOutcome:
     tracking_s: float = 0.0  # time the sweep waited for tracking calls
     tracking_background_s: float = 0.0  # tracking work in the tracker's thread
     tracking_errors: list[str] = field(default_factory=list)
+    untracked: int = 0  # finished trials whose runs are not (all) in MLflow: `sweep sync` them
+    tracking_down: str = ""  # what the tracking store said last, when it failed
 
     @property
     def deadline(self) -> bool:
@@ -185,7 +191,7 @@ def run_study(
     finish: str = "always",
     report: bool = True,
     on_start: Callable[[int, int], None] | None = None,
-    on_progress: Callable[[int, float | None], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> StudyOutcome:
     """Run (or resume, or join) the study until it has `spec.target` trials done, then close
     it. `finish="last"` (what `sweep worker` does) closes it only if no other process still has
@@ -211,10 +217,11 @@ def run_study(
                 spec, home, heartbeat_s=heartbeat_s, close_run=tracker.fail_trial_runs
             )
             owner = Owner(home)
-            tracker.close_stale_runs(spec.name, _finished(study))
             _describe(study, spec, data)
             tracker.set_fixed_params(_fixed_params(spec, data))
             tracker.start_study(spec.name, spec.as_params(), spec.text)
+            # Runs a killed process (or a tracking server that was down) left behind.
+            tracker.sync_in_background(spec.name, records(study))
             grid = spec.grid_size is not None
             now = progress(study, grid)
             if on_start is not None:
@@ -234,8 +241,12 @@ def run_study(
                 ).run()  # fmt: skip
             end = progress(study, grid)
             outcome = StudyOutcome(spec.name, home, spec.target, end.done, None, session)
+            tracker.flush()
+            if tracker.sync(spec.name, records(study), wait=SYNC_WAIT_S) is None:
+                outcome.untracked = len(tracker.untracked) or len(records(study))
+                outcome.tracking_down = tracker.down or (tracker.errors or ["no answer"])[-1]
             if on_progress is not None:
-                on_progress(end.done, end.best_value)
+                on_progress(end.done, end.best_value, "")
             others = end.running or (end.waiting and not session.deadline)
             if finish == "always" or (finish == "last" and not others):
                 stopped = (
@@ -253,6 +264,17 @@ def run_study(
             tracker.end_study("KILLED", timeout=10)
         tracker.abandon()
         raise
+    except StorageInternalError as exc:  # the database went away, or its disk is full
+        if finish == "always":
+            tracker.end_study("FAILED", timeout=10)
+        tracker.abandon()
+        cause = exc.__cause__ or exc
+        first = (str(cause).strip().splitlines() or [""])[0][:300]
+        raise RuntimeError(
+            f"The Optuna storage failed ({type(cause).__name__}: {first}). Nothing told is "
+            "lost: once the database is reachable (or its disk has room), run the same "
+            "command again and it finishes the study."
+        ) from None
     except BaseException:
         if finish == "always":
             tracker.end_study("FAILED", timeout=10)
@@ -283,15 +305,6 @@ def prepare_study(spec: StudySpec, home: Home) -> int:
         return enqueue_missing(study, spec, now) if not now.waiting else 0
     finally:
         tracker.close()
-
-
-def _finished(study: optuna.Study) -> dict[int, tuple[Outcome, str]]:
-    """Every finished trial's outcome and reason, by number."""
-    found = {}
-    for trial in study.get_trials(deepcopy=False):
-        if (outcome := outcome_of(trial)) is not None:
-            found[trial.number] = (outcome, str(trial.user_attrs.get(REASON_ATTR, "")))
-    return found
 
 
 def _describe(study: optuna.Study, spec: StudySpec, data: engine.Dataset) -> None:

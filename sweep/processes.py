@@ -53,7 +53,7 @@ def run_workers(
     n: int,
     heartbeat_s: int,
     study: optuna.Study,
-    on_progress: Callable[[int, float | None], None] | None,
+    on_progress: Callable[[int, float | None, str], None] | None,
 ) -> None:
     """Start `n` workers on the study's stores and wait for them, showing progress. Raises if
     a worker failed (with what it said) or the study did not reach its target."""
@@ -81,7 +81,7 @@ def run_workers(
             time.sleep(0.5)
             if on_progress is not None:
                 now = progress(study, spec.grid_size is not None)
-                on_progress(now.done, now.best_value)
+                on_progress(now.done, now.best_value, "")
     finally:
         _stop(children)
         failed = [(c, log) for c, log in zip(children, logs, strict=False) if c.returncode]

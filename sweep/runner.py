@@ -15,14 +15,14 @@ interrupted, to be run by the next session).
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
+from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import Trial, TrialState
 
@@ -33,13 +33,15 @@ from .lifecycle import OWNER_ATTR, RUN_ID_ATTR, Interrupts, Outcome, checkpoint,
 from .space import distributions
 from .spec import StudySpec
 from .study import Heartbeat, enqueue_missing, progress, reclaim, retry
+from .sync import HISTORY_ATTR, final_metrics, history_attr
 from .tracker import Tracker
 from .tracking import TrialRecord
 
 __all__ = ["Finished", "Runner", "Session"]
 
-OnProgress = Callable[[int, float | None], None]
+OnProgress = Callable[[int, float | None, str], None]  # done, best value, a note
 ABANDON_WAIT_S = 10.0  # how long an interrupted sweep waits for a run it is closing
+STORAGE_WAIT_S = 60.0  # how long a tell waits for an Optuna storage that went away
 
 
 @dataclass(frozen=True)
@@ -101,14 +103,28 @@ class Runner:
         self.in_flight: dict[int, Trial] = {}  # asked and registered, not yet told
         self.runs: dict[int, Future[str]] = {}  # their MLflow runs, being created
         self.deadline_at: float | None = None
+        # A database server can restart (its errors are waited out, up to STORAGE_WAIT_S); a
+        # local SQLite file's errors (a full disk) are not a restart to wait for.
+        self._restartable = not storage.url.startswith("sqlite")
 
     def run(self) -> Session:
         started = time.perf_counter()
         if self.spec.timeout_s is not None:
             self.deadline_at = time.monotonic() + self.spec.timeout_s
         try:
-            while self._round():
-                pass
+            outage = 0.0  # since when the storage has not answered, between rounds
+            while True:
+                try:
+                    if not self._round():
+                        break
+                    outage = 0.0
+                except StorageInternalError:
+                    if self.in_flight or not self._restartable:  # (its tells waited already)
+                        raise
+                    outage = outage or time.monotonic()
+                    if time.monotonic() - outage > STORAGE_WAIT_S:
+                        raise
+                    time.sleep(1.0)  # a database restart: wait for it, up to STORAGE_WAIT_S
         except BaseException:
             self._abandon()
             raise
@@ -128,7 +144,9 @@ class Runner:
         )  # fmt: skip
         now = progress(self.study, self.grid)
         if self.on_progress is not None:
-            self.on_progress(now.done, now.best_value)
+            behind = len(self.tracker.untracked)
+            note = f"tracking behind: {behind} runs (MLflow: {self.tracker.down})" if behind else ""
+            self.on_progress(now.done, now.best_value, note)
         if now.done >= self.spec.target:
             return False
         if self._past_deadline():
@@ -220,57 +238,95 @@ class Runner:
             results, error = None, f"training failed: {type(exc).__name__}: {exc}"
         group_s = time.perf_counter() - t0
         self.session.engine_s += group_s
-        run_ids = self.tracker.run_ids([self.runs[t.number] for t in group])
-        records = []
+        records: list[tuple[Future[str] | str, TrialRecord]] = []
         try:
             with self.interrupts.shielded():  # the group's tells: all of them, or (killed) none
-                for k, (trial, run_id) in enumerate(zip(group, run_ids, strict=True)):
+                for k, trial in enumerate(group):
                     result = results[k] if results is not None else None
                     outcome, value, reason = _outcome(result, error, k in pruned, k in cut, spec)
-                    trial.set_user_attr(RUN_ID_ATTR, run_id)
-                    tell(trial, outcome, value, reason)
+                    history = list(result.history) if result is not None else []
+                    run = self.runs[trial.number]
+                    run_id = self.tracker.run_id(run)  # None: finished, or made, later
+                    self._tell(trial, outcome, value, reason, run_id, history, len(group), group_s)
                     checkpoint("telling")
-                    if outcome is Outcome.INTERRUPTED:
-                        retry(self.study, spec, trial.number, trial.params, {})
                     del self.in_flight[trial.number]
                     del self.runs[trial.number]
-                    records.append((run_id, _record(trial, outcome, reason, result, group_s)))
                     weights = result.weights if result is not None else None
-                    curve = [float(h["val_accuracy"]) for h in result.history] if result else []
                     keep = weights if outcome is Outcome.COMPLETE else None
+                    record = TrialRecord(
+                        trial.number, outcome, trial.params, history,
+                        final_metrics(history, [len(group), group_s]), reason=reason, weights=keep,
+                    )  # fmt: skip
+                    records.append((run_id or run, record))
+                    curve = [float(h["val_accuracy"]) for h in history]
                     self.session.trials.append(Finished(trial.number, outcome, value, keep, curve))
         finally:
             # Handed to the tracker once every trial is told (its thread would otherwise share
             # the GIL with the tells), and even when an interrupt follows the tells.
-            for run_id, record in records:
-                self.tracker.finish_trial(run_id, record)
+            for handle, record in records:
+                self.tracker.finish_trial(handle, record)
         checkpoint("finishing")
+
+    def _tell(
+        self,
+        trial: Trial,
+        outcome: Outcome,
+        value: float | None,
+        reason: str,
+        run_id: str | None,
+        history: Sequence[Mapping[str, float]],
+        group_size: int,
+        group_s: float,
+    ) -> None:
+        """Tell a trained trial, with all Optuna needs to rebuild its run (`sync`). A storage
+        that went away is waited for, up to STORAGE_WAIT_S: the training is not lost to a
+        database restart."""
+        stored = {**history_attr(history), "group": [group_size, round(group_s, 4)]}
+        deadline = time.monotonic() + STORAGE_WAIT_S
+        while True:
+            try:
+                if run_id:
+                    trial.set_user_attr(RUN_ID_ATTR, run_id)
+                trial.set_user_attr(HISTORY_ATTR, stored)
+                tell(trial, outcome, value, reason)
+                if outcome is Outcome.INTERRUPTED:
+                    retry(self.study, self.spec, trial.number, trial.params, {})
+                return
+            except UpdateFinishedTrialError:  # told by the try that lost its connection after
+                return
+            except StorageInternalError as exc:
+                if time.monotonic() > deadline or not self._restartable:
+                    raise RuntimeError(
+                        f"The Optuna storage of study {self.spec.name!r} did not answer for "
+                        f"{STORAGE_WAIT_S:g} s ({exc}). The trials in training here are lost; "
+                        "the next `sweep run` of this study takes them back and finishes it."
+                    ) from None
+                time.sleep(1.0)
 
     def _abandon(self) -> None:
         """This process's trials in flight: FAIL(interrupted), their runs closed, their params
         queued again. Best effort and bounded: the store may be what failed."""
         if not self.in_flight:
             return
-        frozen = {
-            t.number: t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        }
+        try:
+            running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        except Exception:  # the storage is what failed: the next run reclaims them
+            return
+        frozen = {t.number: t for t in running}
         for number, trial in list(self.in_flight.items()):
-            run_id = None
-            try:
-                if number in self.runs:
-                    run_id = self.tracker.run_ids([self.runs[number]], timeout=ABANDON_WAIT_S)[0]
-            except Exception:  # the store is what failed, or it is too slow: no run to close
-                pass
+            run = self.runs.get(number)
+            run_id = self.tracker.run_id(run, timeout=ABANDON_WAIT_S) if run else None
             try:
                 if run_id:
                     trial.set_user_attr(RUN_ID_ATTR, run_id)
                 if number in frozen:
                     tell(trial, Outcome.INTERRUPTED, reason="interrupted: this process stopped")
                     retry(self.study, self.spec, number, trial.params, frozen[number].system_attrs)
+            except Exception:  # the storage is what failed: the next run reclaims the rest
+                break
+            finally:
                 if run_id:
                     self.tracker.fail_run(run_id, "interrupted", timeout=ABANDON_WAIT_S)
-            except Exception:  # best effort; what is left, the next run reclaims
-                pass
         self.in_flight.clear()
 
 
@@ -293,33 +349,4 @@ def _outcome(
         f"epoch {result.end_epoch}"
         if cut
         else f"interrupted: {result.reason}",
-    )
-
-
-def _record(
-    trial: Trial,
-    outcome: Outcome,
-    reason: str,
-    result: engine.TrainResult | None,
-    group_s: float,
-) -> TrialRecord:
-    """What the trial's MLflow run gets once it is told."""
-    if result is None:
-        return TrialRecord(trial.number, outcome, trial.params, [], reason=reason)
-    final = {
-        "final_val_accuracy": result.val_accuracy,
-        "best_val_accuracy": result.best_val_accuracy,
-        "epochs_run": float(len(result.history)),
-        "train_time_s": sum(h["epoch_time_s"] for h in result.history),
-        "group_time_s": group_s,
-        "group_size": float(result.group_size),
-    }
-    return TrialRecord(
-        trial.number,
-        outcome,
-        trial.params,
-        result.history,
-        {k: v for k, v in final.items() if not math.isnan(v)},
-        reason=reason,
-        weights=result.weights if outcome is Outcome.COMPLETE else None,
     )

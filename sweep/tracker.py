@@ -4,9 +4,15 @@ The sweep hands the tracker the study's run, then each trial's run when the tria
 (created, with its params, while the trial trains), then everything after the training (the
 weights artifact, one `log_batch` of every per-epoch and final metric, the status). On the
 embedded SQLite store that is ~20 ms of Python per trial, done while the next group trains; the
-sweep waits only for the answers it needs: a run's id before its trial is told (the id goes on
-the Optuna trial from the sweep's own thread: this thread never touches Optuna), and the last
-writes at `flush()`.
+sweep waits only for the answers it needs: a run's id before its trial is told (at most
+`RUN_ID_WAIT_S`: the id goes on the Optuna trial from the sweep's own thread, and this thread
+never touches Optuna), and the last writes at `flush()`.
+
+MLflow is a view of what Optuna holds, so tracking never stops a sweep. A store that fails a
+call (a server gone, a full disk) is left alone for `RETRY_S`: calls meanwhile fail at once
+instead of each waiting on retries, training goes on, and the trials whose runs could not be
+written are counted (`untracked`). `sync` writes them from Optuna when the store is back: at the
+end of the sweep, at the start of the next one, or with `sweep sync`.
 """
 
 from __future__ import annotations
@@ -19,11 +25,34 @@ from typing import Any
 
 import numpy as np
 
-from .lifecycle import Outcome
 from .sqlitestore import check_sqlite_file
-from .tracking import MlflowStore, TrialRecord, check_server
+from .tracking import MlflowStore, SyncResult, TrialRecord, check_server
 
-__all__ = ["Tracker"]
+__all__ = ["RETRY_S", "Tracker"]
+
+RETRY_S = 10.0  # after a failed call, the store is left alone this long
+RUN_ID_WAIT_S = 30.0  # the longest a tell waits for its run's id (the first: MLflow's import)
+# MLflow's answers that refuse one request (not the store being unreachable).
+REFUSALS = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS"}
+
+
+def describe(exc: BaseException) -> str:
+    """What went wrong with a store, in a few words (MLflow's HTTP errors are one long line)."""
+    text = str(exc)
+    if isinstance(exc, StoreUnavailableError):
+        return text
+    if "Connection refused" in text or "Failed to establish a new connection" in text:
+        return "connection refused"
+    if "timed out" in text.lower() or "Max retries exceeded" in text:
+        return "no answer (timed out)"
+    if "disk is full" in text or "No space left" in text:
+        return "the disk is full"
+    first = (text.strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:200]}"
+
+
+class StoreUnavailableError(RuntimeError):
+    """The store failed a call less than RETRY_S ago: not tried again yet."""
 
 
 class Tracker:
@@ -32,7 +61,7 @@ class Tracker:
     With `wait=False` the constructor returns at once and the thread imports MLflow and opens
     the store (~2 s of Python) while the caller loads data; the first call that needs an
     answer waits for it. An HTTP server is probed at once either way, and a bad SQLite file is
-    refused at once. Writes that fail are collected in `errors` (tracking never loses a sweep).
+    refused at once.
     """
 
     def __init__(
@@ -48,7 +77,9 @@ class Tracker:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.parent_id: str | None = None
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # what went wrong, for the summary's warnings
+        self.untracked: set[int] = set()  # trials whose run could not be written (yet)
+        self.down = ""  # why the store is being left alone, while it is
         self.seconds = 0.0  # time the caller waited on tracking
         self.background_seconds = 0.0  # time the thread spent on MLflow calls
         if tracking_uri.startswith(("http://", "https://")):
@@ -56,6 +87,7 @@ class Tracker:
         check_sqlite_file(tracking_uri, "MLflow tracking store", "--tracking-uri")
         self._store: MlflowStore | None = None  # made and used only in the thread
         self._store_error: BaseException | None = None
+        self._down_until = 0.0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow")
         self._connected = self._pool.submit(
             self._connect, tracking_uri, experiment, artifact_root, create, fixed_params or {}
@@ -65,6 +97,7 @@ class Tracker:
         if wait:
             self.wait_ready()
 
+    # -- the thread's side ---------------------------------------------------------------------
     def _connect(self, *args: Any) -> None:
         try:
             self._store = MlflowStore(*args)
@@ -72,11 +105,44 @@ class Tracker:
             self._store_error = exc
             raise
 
-    def _on_store(self, method: Callable[..., Any], *args: Any) -> Any:
+    def _on_store(self, method: Callable[..., Any], *args: Any, force: bool = False) -> Any:
+        """`method(store, *args)`, in the thread; a failure that is not a refusal of this one
+        request leaves the store alone for RETRY_S (unless `force`)."""
         if self._store is None:  # connecting failed: every later call says why
             raise self._store_error or RuntimeError("the MLflow store is not connected")
-        return method(self._store, *args)
+        if time.monotonic() < self._down_until and not force:
+            raise StoreUnavailableError(self.down)
+        t0 = time.perf_counter()
+        try:
+            result = method(self._store, *args)
+        except Exception as exc:
+            if getattr(exc, "error_code", "") not in REFUSALS:
+                self._down_until = time.monotonic() + RETRY_S
+                self.down = describe(exc)
+            raise
+        finally:
+            self.background_seconds += time.perf_counter() - t0
+        self.down = ""
+        return result
 
+    def _finish(self, run: Future[str] | str, record: TrialRecord) -> None:
+        """In the thread: finish a trial's run (created now if creating it failed)."""
+        try:
+            if isinstance(run, Future):
+                # Created before this job (the thread is serial): done, one way or the other.
+                run = run.result() if run.exception() is None else ""
+            if not run:
+                started = int(time.time() * 1000)
+                run = self._on_store(
+                    MlflowStore.start_trial, self.experiment, record.number, started, record.params
+                )
+            self._on_store(MlflowStore.finish_trial, run, record)
+            self.untracked.discard(record.number)
+        except Exception:
+            self.untracked.add(record.number)
+            raise
+
+    # -- the caller's side ---------------------------------------------------------------------
     def _call(self, method: Callable[..., Any], *args: Any) -> Future[Any]:
         """`MlflowStore.method(store, *args)` in the thread, after what came before."""
         return self._pool.submit(self._on_store, method, *args)
@@ -91,9 +157,15 @@ class Tracker:
     def _ask(self, method: Callable[..., Any], *args: Any) -> Any:
         return self._wait(self._call(method, *args))
 
-    def _problem(self, problem: str | None) -> None:
-        if problem:
-            self.errors.append(problem)
+    def _try(
+        self, what: str, method: Callable[..., Any], *args: Any, timeout: float | None = None
+    ) -> Any:
+        """`_ask`, but a failure is noted in `errors` and gives None."""
+        try:
+            return self._wait(self._call(method, *args), timeout)
+        except Exception as exc:
+            self.errors.append(f"{what}: {describe(exc)}")
+            return None
 
     def wait_ready(self) -> None:
         """Wait for the store (raises what connecting to it raised)."""
@@ -110,10 +182,10 @@ class Tracker:
             MlflowStore.start_study, study_name, dict(params), spec_text
         )
 
-    def study_run(self) -> str | None:
+    def study_run(self, timeout: float | None = None) -> str | None:
         """The study's run id, once `start_study` is done (raises what it raised)."""
         if self._study_started is not None:
-            self.parent_id = self._wait(self._study_started)
+            self.parent_id = self._wait(self._study_started, timeout)
         return self.parent_id
 
     def find_study_run(self, study_name: str) -> str | None:
@@ -121,31 +193,36 @@ class Tracker:
         self.parent_id = self._ask(MlflowStore.find_study_run, study_name)
         return self.parent_id
 
+    def _parent(self) -> str | None:
+        try:
+            return self.study_run()
+        except Exception as exc:
+            self.errors.append(f"study run: {describe(exc)}")
+            return None
+
     def log_reports(self, files: Sequence[Path]) -> None:
         """The report's files as artifacts of the study's run, under `reports/`."""
-        parent = self.study_run()
-        if parent is None:
-            raise RuntimeError("log_reports needs the study's run (start_study or find_study_run)")
-        problem = self._ask(MlflowStore.log_reports, parent, list(files))
-        self._problem(f"report artifacts: {problem}" if problem else None)
+        parent = self._parent()
+        if parent is not None:
+            self._try("report artifacts", MlflowStore.log_reports, parent, list(files))
 
     def finish_study(
         self, metrics: Mapping[str, float], tags: Mapping[str, str], status: str = "FINISHED"
     ) -> None:
         self.flush()
-        parent = self.study_run()
+        parent = self._parent()
         if parent is not None:
-            self._ask(MlflowStore.finish_study, parent, dict(metrics), dict(tags), status)
+            args = (parent, dict(metrics), dict(tags), status)
+            self._try("study run", MlflowStore.finish_study, *args)
 
     def end_study(self, status: str, timeout: float | None = None) -> None:
         """Best effort, while the sweep stops: the study's run ends with `status`."""
         try:
-            if self._study_started is not None:
-                self.parent_id = self._wait(self._study_started, timeout)
-            if self.parent_id is not None:
-                self._wait(self._call(MlflowStore.end_study, self.parent_id, status), timeout)
+            parent = self.study_run(timeout)
+            if parent is not None:
+                self._wait(self._call(MlflowStore.end_study, parent, status), timeout)
         except Exception as exc:
-            self.errors.append(f"study run: {type(exc).__name__}: {exc}")
+            self.errors.append(f"study run: {describe(exc)}")
 
     # -- trial runs ----------------------------------------------------------------------------
     def start_trial(
@@ -157,45 +234,66 @@ class Tracker:
         params = dict(params) if params is not None else None
         return self._call(MlflowStore.start_trial, study_name, number, started_ms, params)
 
-    def run_ids(self, started: Sequence[Future[str]], timeout: float | None = None) -> list[str]:
-        """Wait for runs that `start_trial` is creating (raises what creating one raised)."""
-        return [self._wait(job, timeout) for job in started]
+    def run_id(self, created: Future[str], timeout: float = RUN_ID_WAIT_S) -> str | None:
+        """The id of a run `start_trial` is creating: None if creating it failed, or if it
+        takes longer than `timeout` (the run is then finished later, or made by `sync`)."""
+        try:
+            return str(self._wait(created, 0.0 if self.down else timeout))
+        except Exception:
+            return None
 
-    def finish_trial(self, run_id: str, record: TrialRecord) -> None:
-        """Log per-epoch metrics, final metrics, the outcome, the weights and the status."""
-        self._pending.append(self._call(MlflowStore.finish_trial, run_id, record))
+    def finish_trial(self, run: Future[str] | str, record: TrialRecord) -> None:
+        """Log per-epoch metrics, final metrics, the outcome, the weights and the status on
+        `run` (a run id, or the future of one being created)."""
+        self._pending.append(self._pool.submit(self._finish, run, record))
 
     def fail_run(self, run_id: str, reason: str = "", timeout: float | None = None) -> None:
         """Close a run as FAILED (its trial was interrupted)."""
-        self._problem(self._wait(self._call(MlflowStore.fail_run, run_id, reason), timeout))
+        self._try(f"run {run_id}", MlflowStore.fail_run, run_id, reason, timeout=timeout)
 
     def fail_trial_runs(
         self, study_name: str, number: int, run_id: str | None, reason: str = ""
     ) -> None:
         """Close the run of a trial whose process died as FAILED (found by its tags when the
         id never reached the trial)."""
-        self._problem(self._ask(MlflowStore.fail_trial_runs, study_name, number, run_id, reason))
+        args = (study_name, number, run_id, reason)
+        self._try(f"trial #{number}", MlflowStore.fail_trial_runs, *args)
 
-    def close_stale_runs(
-        self, study_name: str, finished: Mapping[int, tuple[Outcome, str]]
-    ) -> None:
-        """In the thread: runs left RUNNING by a process that died after telling their trials
-        get their trial's status (see `MlflowStore.close_stale_runs`)."""
-        self._pending.append(self._call(MlflowStore.close_stale_runs, study_name, dict(finished)))
+    def sync(
+        self, study_name: str, records: Sequence[TrialRecord], wait: float = 0.0
+    ) -> SyncResult | None:
+        """Make MLflow agree with Optuna (`MlflowStore.sync`), trying again every RETRY_S for
+        up to `wait` seconds; None if the store did not answer (why: `down`, `errors`)."""
+        deadline = time.monotonic() + wait
+        while True:
+            job = self._pool.submit(
+                self._on_store, MlflowStore.sync, study_name, list(records), force=True
+            )
+            try:
+                result: SyncResult = self._wait(job)
+            except Exception as exc:
+                if time.monotonic() + RETRY_S > deadline:
+                    self.errors.append(f"sync: {describe(exc)}")
+                    return None
+                time.sleep(RETRY_S)
+                continue
+            self.untracked.clear()
+            return result
 
-    def flush(self) -> None:
-        """Wait for every write handed to the thread; what could not be written is in
-        `errors`."""
+    def sync_in_background(self, study_name: str, records: Sequence[TrialRecord]) -> None:
+        """`sync`, queued behind what came before (at a sweep's start: it waits for nothing)."""
+        self._pending.append(self._call(MlflowStore.sync, study_name, list(records)))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for every write handed to the thread (each for at most `timeout`)."""
         t0 = time.perf_counter()
         try:
             for write in self._pending:
-                if (failed := write.exception()) is not None:
-                    self.errors.append(f"{type(failed).__name__}: {failed}")
-                else:
-                    self._problem(write.result())
+                try:
+                    write.result(timeout)
+                except Exception as exc:
+                    self.errors.append(describe(exc))
             self._pending.clear()
-            if self._store is not None:
-                self.background_seconds = self._store.busy_s
         finally:
             self.seconds += time.perf_counter() - t0
 
@@ -215,10 +313,15 @@ class Tracker:
         except Exception:  # cancelled, or slower than the bound: nothing more to do
             pass
 
-    # -- reading back --------------------------------------------------------------------------
+    # -- weights and reading back ----------------------------------------------------------------
     def metric_history(self, run_id: str, key: str) -> list[float]:
         """The values of one metric, ordered by step (the epoch)."""
-        return self._ask(MlflowStore.metric_history, run_id, key)  # type: ignore[no-any-return]
+        return self._try(f"run {run_id}", MlflowStore.metric_history, run_id, key) or []
 
     def download_weights(self, run_id: str) -> np.ndarray | None:
-        return self._ask(MlflowStore.download_weights, run_id)  # type: ignore[no-any-return]
+        return self._try(f"run {run_id}", MlflowStore.download_weights, run_id)  # type: ignore[no-any-return]
+
+    def log_trial_weights(self, study_name: str, number: int, weights: np.ndarray) -> None:
+        """Put a trial's weights in its run (found by its tags)."""
+        args = (study_name, number, weights)
+        self._try(f"trial #{number}", MlflowStore.log_trial_weights, *args)

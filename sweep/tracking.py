@@ -20,22 +20,34 @@ import numpy as np
 from .lifecycle import Outcome
 from .sqlitestore import open_store
 
-__all__ = ["MlflowStore", "TrialRecord", "check_server", "fetch_trial_runs"]
+__all__ = ["MlflowStore", "SyncResult", "TrialRecord", "check_server", "fetch_trial_runs"]
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_accuracy", "epoch_time_s")
+# Per request to an MLflow server: 3 tries, 1 + 2 s apart, 15 s each at most (env overrides).
+HTTP_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
 
 
-def _client(tracking_uri: str, artifact_root: Path | None = None) -> Any:
+def _client(tracking_uri: str, artifact_root: Path | None = None, read_only: bool = False) -> Any:
     import logging
     import os
 
     # Downloads (weights for the test set and the report) would each draw a progress bar.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow's own HTTP retries (7, backoff factor 2, 120 s timeout) wait minutes on a server
+    # that went away; softsweep retries later itself (`sync`), so each request gives up soon.
+    for name, value in HTTP_BOUNDS.items():
+        os.environ.setdefault(name, value)
 
     from mlflow import MlflowClient  # (lazy: the import is slow)
 
-    # MLflow logs INFO lines about schema migrations on a new store; the summary says enough.
+    # MLflow logs INFO lines about schema migrations on a new store, and a database error with
+    # its traceback before raising it: softsweep says what went wrong itself, once.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
     def create(uri: str) -> None:
         # A new store's "Default" experiment keeps its artifacts in this home (MlflowClient
@@ -45,6 +57,8 @@ def _client(tracking_uri: str, artifact_root: Path | None = None) -> Any:
         root = (artifact_root or Path(".")).resolve().as_uri()
         SqlAlchemyStore(uri, root).engine.dispose()
 
+    if read_only:  # reading needs no lock (and a read-only home could not take one)
+        return MlflowClient(tracking_uri=tracking_uri)
     # Opening a new store creates and migrates it: one process at a time (N new workers).
     return open_store(tracking_uri, lambda: MlflowClient(tracking_uri=tracking_uri), create)
 
@@ -71,6 +85,13 @@ def check_server(uri: str, timeout_s: float = 5.0) -> None:
 
 
 @dataclass
+class SyncResult:
+    created: int = 0  # runs made for trials that had none
+    completed: int = 0  # runs that were RUNNING or had no metrics
+    run_ids: dict[int, str] = field(default_factory=dict)  # every synced trial's run
+
+
+@dataclass
 class TrialRecord:
     """What one finished trial leaves in its MLflow run."""
 
@@ -81,6 +102,7 @@ class TrialRecord:
     final: Mapping[str, float] = field(default_factory=dict)
     reason: str = ""
     weights: np.ndarray | None = None
+    ended_ms: int | None = None  # when the trial was told (now, if None)
 
 
 class MlflowStore:
@@ -150,7 +172,9 @@ class MlflowStore:
         found = self.client.search_runs(
             [self.experiment_id], query, max_results=1, order_by=["attributes.start_time ASC"]
         )
-        return str(found[0].info.run_id) if found else None
+        if found:
+            self.parent_id = str(found[0].info.run_id)
+        return self.parent_id if found else None
 
     def start_study(self, study_name: str, params: Mapping[str, str], spec_text: str) -> str:
         t0 = time.perf_counter()
@@ -220,13 +244,13 @@ class MlflowStore:
         finally:
             self.busy_s += time.perf_counter() - t0
 
-    def finish_trial(self, run_id: str, record: TrialRecord) -> str | None:
-        """Everything after training; returns what went wrong, if anything."""
+    def finish_trial(self, run_id: str, record: TrialRecord) -> None:
+        """Everything after training: metrics, outcome, weights, status."""
         from mlflow.entities import Metric, RunTag
 
         t0 = time.perf_counter()
         try:
-            now = int(time.time() * 1000)
+            now = record.ended_ms or int(time.time() * 1000)
             metrics = [
                 Metric(key, float(h[key]), now, epoch)
                 for epoch, h in enumerate(record.history, start=1)
@@ -239,85 +263,110 @@ class MlflowStore:
                 tags.append(RunTag("softsweep.fail_reason", record.reason[:5000]))
             if record.weights is not None:  # first: MLflow reads the run back to find where
                 # its artifacts go, which costs less before the run has its metrics and params
-                with tempfile.TemporaryDirectory() as tmp:
-                    path = Path(tmp) / "weights.npy"
-                    np.save(path, record.weights)
-                    self.client.log_artifact(run_id, str(path))
+                self.log_weights(run_id, record.weights)
             self.client.log_batch(
                 run_id,
                 metrics=metrics,
                 params=params,
                 tags=tags,
             )
-            self.client.set_terminated(run_id, record.outcome.run_status)
-            return None
-        except Exception as exc:  # tracking must never lose the sweep; reported at flush
-            return f"trial {record.number}: {type(exc).__name__}: {exc}"
+            self.client.set_terminated(run_id, record.outcome.run_status, end_time=now)
         finally:
             self.busy_s += time.perf_counter() - t0
 
-    def fail_run(self, run_id: str, reason: str) -> str | None:
-        try:
-            if reason:
-                self.client.set_tag(run_id, "softsweep.fail_reason", reason[:5000])
-            self.client.set_terminated(run_id, "FAILED")
-            return None
-        except Exception as exc:  # best effort: the run may be gone
-            return f"run {run_id}: {type(exc).__name__}: {exc}"
+    def fail_run(self, run_id: str, reason: str) -> None:
+        if reason:
+            self.client.set_tag(run_id, "softsweep.fail_reason", reason[:5000])
+        self.client.set_terminated(run_id, "FAILED")
 
     def fail_trial_runs(
         self, study_name: str, number: int, run_id: str | None, reason: str
-    ) -> str | None:
+    ) -> None:
         """Close a dead worker's run of trial `number` as FAILED: the one its trial names, or,
         when the worker died between creating the run and writing its id on the trial, every
         run still RUNNING with the trial's tags."""
         if run_id:
-            return self.fail_run(run_id, reason)
+            self.fail_run(run_id, reason)
+            return
         query = (
             f"tags.`softsweep.role` = 'trial' and tags.`optuna.study` = '{study_name}' "
             f"and tags.`optuna.trial` = '{number}' and attributes.status = 'RUNNING'"
         )
-        try:
-            found = self.client.search_runs([self.experiment_id], query)
-        except Exception as exc:  # best effort, as fail_run
-            return f"trial #{number}: {type(exc).__name__}: {exc}"
-        problems = [self.fail_run(str(run.info.run_id), reason) for run in found]
-        return "; ".join(p for p in problems if p) or None
+        for run in self.client.search_runs([self.experiment_id], query):
+            self.fail_run(str(run.info.run_id), reason)
 
-    def close_stale_runs(
-        self, study_name: str, finished: Mapping[int, tuple[Outcome, str]]
-    ) -> str | None:
-        """Runs still RUNNING whose trial Optuna holds as finished (`finished`: trial number ->
-        outcome and reason) get the trial's status: their process died between telling the
-        trial and writing its run."""
-        query = (
-            f"tags.`softsweep.role` = 'trial' and tags.`optuna.study` = '{study_name}' "
-            "and attributes.status = 'RUNNING'"
-        )
-        try:
-            for run in self.client.search_runs([self.experiment_id], query, max_results=5000):
+    def trial_runs(self, study_name: str) -> dict[int, Any]:
+        """The study's trial runs by trial number (the latest one, if a trial has several)."""
+        query = f"tags.`softsweep.role` = 'trial' and tags.`optuna.study` = '{study_name}'"
+        found: dict[int, Any] = {}
+        token = None
+        while True:
+            page = self.client.search_runs(
+                [self.experiment_id], query, max_results=1000, page_token=token
+            )
+            for run in page:
                 number = int(run.data.tags.get("optuna.trial", "-1"))
-                if number not in finished:
-                    continue
-                outcome, reason = finished[number]
-                self.client.set_tag(run.info.run_id, "softsweep.outcome", outcome.label)
-                if reason:
-                    self.client.set_tag(run.info.run_id, "softsweep.fail_reason", reason[:5000])
-                self.client.set_terminated(run.info.run_id, outcome.run_status)
-        except Exception as exc:  # best effort: the next run tries again
-            return f"closing stale runs: {type(exc).__name__}: {exc}"
-        return None
+                if number not in found or run.info.start_time > found[number].info.start_time:
+                    found[number] = run
+            token = page.token
+            if not token:
+                return found
 
-    def log_reports(self, parent_id: str, files: Sequence[Path]) -> str | None:
+    def sync(self, study_name: str, records: Sequence[TrialRecord]) -> SyncResult:
+        """Make MLflow agree with Optuna: each finished trial (`records`, built from what Optuna
+        holds) gets a run if it has none, and its metrics, outcome and status if its run is
+        still RUNNING or has no metrics. Runs that agree are not touched."""
+        runs = self.trial_runs(study_name)
+        result = SyncResult()
+        for record in records:
+            run = runs.get(record.number)
+            if run is None:
+                started = record.ended_ms or int(time.time() * 1000)
+                run_id = self.start_trial(study_name, record.number, started, record.params)
+                result.created += 1
+            elif record.history and "val_accuracy" not in run.data.metrics:
+                run_id = str(run.info.run_id)
+                result.completed += 1
+            elif run.info.status == "RUNNING":  # its metrics are there (one batch): the status
+                run_id = str(run.info.run_id)
+                self._close(run_id, record)
+                result.completed += 1
+                result.run_ids[record.number] = run_id
+                continue
+            else:
+                result.run_ids[record.number] = str(run.info.run_id)
+                continue
+            self.finish_trial(run_id, record)
+            result.run_ids[record.number] = run_id
+        return result
+
+    def _close(self, run_id: str, record: TrialRecord) -> None:
+        from mlflow.entities import RunTag
+
+        tags = [RunTag("softsweep.outcome", record.outcome.label)]
+        if record.reason:
+            tags.append(RunTag("softsweep.fail_reason", record.reason[:5000]))
+        self.client.log_batch(run_id, tags=tags)
+        self.client.set_terminated(run_id, record.outcome.run_status, end_time=record.ended_ms)
+
+    def log_trial_weights(self, study_name: str, number: int, weights: np.ndarray) -> None:
+        run = self.trial_runs(study_name).get(number)
+        if run is None:
+            raise RuntimeError(f"trial #{number} of study {study_name!r} has no run")
+        self.log_weights(str(run.info.run_id), weights)
+
+    def log_weights(self, run_id: str, weights: np.ndarray) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "weights.npy"
+            np.save(path, weights)
+            self.client.log_artifact(run_id, str(path))
+
+    def log_reports(self, parent_id: str, files: Sequence[Path]) -> None:
         """Each file, not the folder: another worker closing the study at the same moment may
         be writing its own copy of the report there (temporary files that come and go)."""
-        problems = []
         for path in files:
-            try:
+            if path.exists():
                 self.client.log_artifact(parent_id, str(path), artifact_path="reports")
-            except Exception as exc:  # the report on disk is whole; its copy here is not
-                problems.append(f"{path.name}: {type(exc).__name__}: {exc}")
-        return "; ".join(problems) or None
 
     def finish_study(
         self,
@@ -357,7 +406,12 @@ class MlflowStore:
 
 def fetch_trial_runs(tracking_uri: str, study_name: str) -> list[dict[str, Any]]:
     """Every trial run of a study as plain dicts (params as strings, last metric values)."""
-    client = _client(tracking_uri)
+    from .sqlitestore import sqlite_path
+
+    path = sqlite_path(tracking_uri)
+    if path is not None and not path.is_file():
+        return []  # no store: no runs (and none made by reading)
+    client = _client(tracking_uri, read_only=True)
     experiment = client.get_experiment_by_name(study_name)
     if experiment is None:
         return []

@@ -41,8 +41,17 @@ def _pg_bin() -> Path:
     )
 
 
+class Postgres(dict):
+    """{database: SQLAlchemy URL}, and `stop()` / `start()` of the server (same port, same
+    data) for the store-fault tests."""
+
+    def __init__(self, urls: dict[str, str], stop, start) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(urls)
+        self.stop, self.start = stop, start
+
+
 @contextlib.contextmanager
-def postgres(databases: tuple[str, ...] = ("optuna", "mlflow")) -> Iterator[dict[str, str]]:
+def postgres(databases: tuple[str, ...] = ("optuna", "mlflow")) -> Iterator[Postgres]:
     """Start a throwaway PostgreSQL on a free port; yields {database: SQLAlchemy URL}."""
     bin_dir = _pg_bin()
     root = Path(tempfile.mkdtemp(prefix="softsweep-pg-", dir="/tmp"))
@@ -62,12 +71,20 @@ def postgres(databases: tuple[str, ...] = ("optuna", "mlflow")) -> Iterator[dict
 
     run(str(bin_dir / "initdb"), "-D", str(data), "-U", "sweep", "--auth=trust", "-E", "UTF8")
     options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w",
-        "start")  # fmt: skip
+
+    def start() -> None:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"),
+            "-w", "start")  # fmt: skip
+
+    def stop() -> None:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+
+    start()
     try:
         for name in databases:
             run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "sweep", name)
-        yield {name: f"postgresql+psycopg2://sweep@127.0.0.1:{port}/{name}" for name in databases}
+        urls = {name: f"postgresql+psycopg2://sweep@127.0.0.1:{port}/{name}" for name in databases}
+        yield Postgres(urls, stop, start)
     finally:
         subprocess.run(
             [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
@@ -77,9 +94,10 @@ def postgres(databases: tuple[str, ...] = ("optuna", "mlflow")) -> Iterator[dict
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path) -> Iterator[str]:
-    """`mlflow server` on 127.0.0.1 with served artifacts; yields its URL once /health is OK."""
-    port = free_port()
+def mlflow_server(backend_uri: str, artifacts: Path, port: int | None = None) -> Iterator[str]:
+    """`mlflow server` on 127.0.0.1 (on `port`, else a free one) with served artifacts; yields
+    its URL once /health is OK, and kills it (its whole process group) at the end."""
+    port = port or free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     log = open(artifacts.parent / f"mlflow-server-{port}.log", "wb")
     server = subprocess.Popen(

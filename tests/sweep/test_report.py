@@ -205,12 +205,12 @@ def test_only_the_reports_own_files_are_logged_while_another_worker_writes_there
     try:
         tracker.parent_id = tracker.find_study_run("rgrid")
         tracker.log_reports(sorted(folder.glob("*.png")))
-        gone = folder / "not-there.png"  # a file that went away: a warning, not a crash
+        gone = folder / "not-there.png"  # a file that went away meanwhile: skipped, no crash
         tracker.log_reports([gone])
     finally:
         tracker.close()
         stray.unlink()
-    assert len(tracker.errors) == 1 and "not-there.png" in tracker.errors[0]
+    assert tracker.errors == []
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     names = {Path(f.path).name for f in client.list_artifacts(tracker.parent_id, "reports")}
     assert not [n for n in names if n.endswith(".tmp")]

@@ -131,7 +131,7 @@ def _log_a_run(home: Path) -> None:
     tracker = Tracker(f"sqlite:///{home / 'mlflow.db'}", "s", artifact_root=home / "art")
     try:
         tracker.start_study("s", {"epochs": "1"}, "")
-        (run,) = tracker.run_ids([tracker.start_trial("s", 0)])
+        run = tracker.run_id(tracker.start_trial("s", 0))
         tracker.finish_trial(run, TrialRecord(0, Outcome.COMPLETE, {"reg": 0.1}, [], {"acc": 0.5}))
         tracker.flush()
         assert tracker.errors == []

@@ -231,7 +231,7 @@ def test_a_worker_dead_before_its_run_id_reached_the_trial_still_gets_its_run_cl
         orphan = study.ask(distributions(spec))
         study_id = storage.get_study_id_from_name("orphan")
         storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, 0))
-        (run_id,) = tracker.run_ids([tracker.start_trial("orphan", orphan.number)])
+        run_id = tracker.run_id(tracker.start_trial("orphan", orphan.number))
         # ... and the worker dies here: no heartbeat, no "mlflow_run_id" on the trial.
         time.sleep(4.1)  # past the grace period (3 heartbeats; the clock there is in seconds)
         fail_stale_trials(study)
