@@ -228,9 +228,6 @@ def create(
     )
 
 
-EXIT_DEADLINE = 124  # as timeout(1): the study stopped at its timeout_s, short of n_trials
-
-
 def _sweep(
     study_file: Path,
     home: Path | None,
@@ -313,28 +310,9 @@ def _sweep(
             "Optuna at the end):\n  " + "\n  ".join(seen),
             err=True,
         )
-    if outcome.untracked:
-        _fail(
-            f"{outcome.untracked} finished trials of study {spec.name!r} are not (all) in "
-            f"MLflow: the tracking store {where.tracking_uri} failed "
-            f"({outcome.tracking_down}). Their results are safe in Optuna; once the store is "
-            "back, `sweep sync "
-            f"{spec.name}` (with the same --home, --storage and --tracking-uri) writes them.",
-            EXIT_FAILURE,
-        )
-    if outcome.deadline:
-        _fail(
-            f"study {spec.name!r} stopped at its deadline (timeout_s = {spec.timeout_s:g} s) "
-            f"with {outcome.done} of {outcome.target} trials done. Run `sweep run {study_file}` "
-            "again to continue it, or raise timeout_s.",
-            EXIT_DEADLINE,
-        )
-    if outcome.n_complete == 0:
-        _fail(
-            f"study {spec.name!r} has no completed trial; see `sweep runs {spec.name}` "
-            "for the failure reasons.",
-            EXIT_FAILURE,
-        )
+    problem = outcome.problem(str(study_file))
+    if problem is not None:
+        _fail(*problem)
 
 
 @main.command()
@@ -376,29 +354,11 @@ def runs(
 @friendly_errors
 def report(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
     """Rebuild the report of STUDY from its stored trials and runs (no training)."""
-    from . import report as reports
+    from .closing import redraw_report
     from .home import Home
-    from .study import load_study, stored_spec
-    from .studyview import gather
-    from .tracker import Tracker
 
     where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
-    stored = load_study(study, where)
-    spec = stored_spec(stored, where.storage)
-    tracker = Tracker(where.tracking_uri, study, create=False)
-    try:
-        tracker.find_study_run(study)
-        view = gather(
-            stored,
-            spec,
-            tracker,
-            links={"optuna storage": where.storage, "mlflow tracking": where.tracking_uri},
-        )
-        written = reports.write_report(view, where.report_dir(study))
-        if tracker.parent_id is not None:
-            tracker.log_reports(written.files)
-    finally:
-        tracker.close()
+    written, tracker, has_best = redraw_report(study, where)
     for path in written.files:
         click.echo(str(path))
     for note in written.notes:
@@ -413,7 +373,7 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
             else ""
         )
     )
-    if view.best is None:
+    if not has_best:
         _fail(
             f"study {study!r} has no completed trial: the report holds only the heatmap of "
             f"why its trials ended. See `sweep runs {study}` for the reasons.",
@@ -430,23 +390,10 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
 def sync(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
     """Make MLflow agree with Optuna for STUDY: runs made or completed from the trials."""
     from .home import Home
-    from .study import load_study
-    from .sync import records
-    from .tracker import Tracker
+    from .sync import sync_study
 
     where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
-    stored = load_study(study, where)
-    tracker = Tracker(where.tracking_uri, study, artifact_root=where.artifact_root)
-    try:
-        tracker.find_study_run(study)
-        done = tracker.sync(study, records(stored))
-    finally:
-        tracker.close()
-    if done is None:
-        raise RuntimeError(
-            f"The MLflow tracking store {where.tracking_uri} did not answer "
-            f"({tracker.down or tracker.errors[-1]}). Nothing was changed; try again later."
-        )
+    done = sync_study(study, where)
     click.echo(
         f"study {study!r}: {len(done.run_ids)} trial runs in MLflow; {done.created} made and "
         f"{done.completed} completed now from Optuna."

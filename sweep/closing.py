@@ -132,3 +132,26 @@ def close_study(
     }
     tracker.finish_study({k: v for k, v in metrics.items() if v is not None}, tags)
     return closing
+
+
+def redraw_report(study_name: str, home: Home) -> tuple[Any, Tracker, bool]:
+    """`sweep report`: the report of a study drawn again from its stores alone (no training),
+    logged to its MLflow run when it has one. Returns the report, the tracker (its `errors`
+    and `parent_id`) and whether the study has a completed trial."""
+    from . import report as reports
+    from .study import load_study, stored_spec
+    from .studyview import gather
+
+    stored = load_study(study_name, home)
+    spec = stored_spec(stored, home.storage)
+    tracker = Tracker(home.tracking_uri, study_name, create=False)
+    try:
+        tracker.find_study_run(study_name)
+        links = {"optuna storage": home.storage, "mlflow tracking": home.tracking_uri}
+        view = gather(stored, spec, tracker, links=links)
+        written = reports.write_report(view, home.report_dir(study_name))
+        if tracker.parent_id is not None:
+            tracker.log_reports(written.files)
+    finally:
+        tracker.close()
+    return written, tracker, view.best is not None

@@ -34,6 +34,8 @@ from .tracker import Tracker
 
 __all__ = ["StudyOutcome", "prepare_study", "run_study"]
 
+EXIT_FAILURE = 1
+EXIT_DEADLINE = 124  # as timeout(1): the study stopped at its timeout_s, short of n_trials
 SYNC_WAIT_S = 30.0  # the end of a sweep waits this long for a tracking store that went away
 
 
@@ -53,6 +55,7 @@ class StudyOutcome:
     tracking_errors: list[str] = field(default_factory=list)
     untracked: int = 0  # finished trials whose runs are not (all) in MLflow: `sweep sync` them
     tracking_down: str = ""  # what the tracking store said last, when it failed
+    timeout_s: float = 0.0
 
     @property
     def deadline(self) -> bool:
@@ -93,6 +96,32 @@ class StudyOutcome:
     def storage_s(self) -> float:
         """The loop minus training and tracking waits: Optuna's storage calls, mostly."""
         return max(0.0, self.session.loop_s - self.session.engine_s - self.tracking_s)
+
+    def problem(self, study_file: str) -> tuple[str, int] | None:
+        """What `sweep run` says when the study did not end well, and its exit code."""
+        name = self.study_name
+        if self.untracked:
+            return (
+                f"{self.untracked} finished trials of study {name!r} are not (all) in MLflow: "
+                f"the tracking store {self.home.tracking_uri} failed ({self.tracking_down}). "
+                "Their results are safe in Optuna; once the store is back, `sweep sync "
+                f"{name}` (with the same --home, --storage and --tracking-uri) writes them.",
+                EXIT_FAILURE,
+            )
+        if self.deadline:
+            return (
+                f"study {name!r} stopped at its deadline (timeout_s = {self.timeout_s:g} s) with "
+                f"{self.done} of {self.target} trials done. Run `sweep run {study_file}` again "
+                "to continue it, or raise timeout_s.",
+                EXIT_DEADLINE,
+            )
+        if self.closing is not None and self.n_complete == 0:
+            return (
+                f"study {name!r} has no completed trial; see `sweep runs {name}` for the "
+                "failure reasons.",
+                EXIT_FAILURE,
+            )
+        return None
 
     def summary(self) -> str:
         """What `sweep run` prints at the end: the result first, then where things are."""
@@ -241,6 +270,7 @@ def run_study(
                 ).run()  # fmt: skip
             end = progress(study, grid)
             outcome = StudyOutcome(spec.name, home, spec.target, end.done, None, session)
+            outcome.timeout_s = spec.timeout_s or 0.0
             tracker.flush()
             if tracker.sync(spec.name, records(study), wait=SYNC_WAIT_S) is None:
                 outcome.untracked = len(tracker.untracked) or len(records(study))

@@ -23,11 +23,20 @@ from optuna.trial import FrozenTrial
 
 import engine
 
+from .home import Home
 from .lifecycle import REASON_ATTR, Outcome, outcome_of
 from .spec import StudySpec
-from .tracking import EPOCH_METRICS, TrialRecord
+from .tracking import EPOCH_METRICS, SyncResult, TrialRecord
 
-__all__ = ["HISTORY_ATTR", "final_metrics", "history_attr", "record_of", "records", "retrain"]
+__all__ = [
+    "HISTORY_ATTR",
+    "final_metrics",
+    "history_attr",
+    "record_of",
+    "records",
+    "retrain",
+    "sync_study",
+]
 
 # {metric: [value per epoch], "group": [models trained side by side, seconds the group took]}
 HISTORY_ATTR = "history"
@@ -105,3 +114,23 @@ def retrain(data: engine.Dataset, spec: StudySpec, trial: FrozenTrial) -> tuple[
             f"{result.val_accuracy:.4f}, not its stored {trial.value:.4f}"
         )
     return weights, note
+
+
+def sync_study(study_name: str, home: Home) -> SyncResult:
+    """`sweep sync`: make the study's MLflow runs agree with its Optuna trials."""
+    from .study import load_study
+    from .tracker import Tracker
+
+    stored = load_study(study_name, home)
+    tracker = Tracker(home.tracking_uri, study_name, artifact_root=home.artifact_root)
+    try:
+        tracker.find_study_run(study_name)
+        done = tracker.sync(study_name, records(stored))
+    finally:
+        tracker.close()
+    if done is None:
+        raise RuntimeError(
+            f"The MLflow tracking store {home.tracking_uri} failed "
+            f"({tracker.down or tracker.errors[-1]}). Nothing was changed; try again later."
+        )
+    return done
