@@ -202,13 +202,22 @@ def _fixed_params(spec: StudySpec, data: engine.Dataset) -> dict[str, str]:
 
 
 def _load_data(spec: StudySpec) -> engine.Dataset:
-    return engine.load_dataset(
+    """The study's data, checked against the study (before a study exists in the stores)."""
+    data = engine.load_dataset(
         spec.dataset,
         data_dir=spec.data_dir,
         val_size=spec.val_size,
         seed=spec.seed,
         center=spec.center,
     )
+    n = data.X_train.shape[0]
+    if max(spec.batch_size) > n:
+        raise ValueError(
+            f"{spec.source}: [space] batch_size must be at most the training split's size, got "
+            f"{max(spec.batch_size)}, and {spec.dataset} leaves {n} training examples (after "
+            f"the {data.X_val.shape[0]} of the validation split). Use smaller batch sizes."
+        )
+    return data
 
 
 def run_study(

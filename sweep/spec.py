@@ -44,7 +44,7 @@ _SECTIONS: dict[str, dict[str, str]] = {  # section -> key -> what it holds (for
         "n_trials": "an integer >= 1 (the target total: re-running resumes until it is reached)",
         "timeout_s": "a number of seconds > 0",
         "pruner": f"one of {', '.join(PRUNERS)}",
-        "seed": "an integer",
+        "seed": "an integer from 0 to 4294967295",
     },
     "data": {
         "dataset": "mnist, fashion-mnist, cifar10, or a folder with the four IDX files",
@@ -165,7 +165,13 @@ class _Reader:
         )
 
     def integer(
-        self, table: dict, section: str, key: str, default: Any, minimum: int | None
+        self,
+        table: dict,
+        section: str,
+        key: str,
+        default: Any,
+        minimum: int | None,
+        maximum: int | None = None,
     ) -> Any:
         value = table.get(key, default)
         if value is default and key not in table:
@@ -174,6 +180,7 @@ class _Reader:
             isinstance(value, bool)
             or not isinstance(value, int)
             or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
         ):
             raise self.fail(f"[{section}] {key}", _SECTIONS[section][key], value)
         return value
@@ -328,7 +335,7 @@ def parse_spec(text: str, source: str = "<string>") -> StudySpec:
         n_trials=r.integer(study, "study", "n_trials", 20, 1),
         timeout_s=timeout,
         pruner=r.choice(study, "study", "pruner", "median", PRUNERS),
-        seed=r.integer(study, "study", "seed", 0, None),
+        seed=r.integer(study, "study", "seed", 0, 0, maximum=2**32 - 1),
         dataset=dataset.strip(),
         val_size=r.integer(data, "data", "val_size", None, 1),
         center=center,
@@ -347,8 +354,21 @@ def parse_spec(text: str, source: str = "<string>") -> StudySpec:
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a study file."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"Study file {path} is a folder, not a study file. Pass one of its .toml files (or "
+            "copy one of the files in studies/ and edit it)."
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"Study file {path} does not exist. Copy one of the files in studies/ and edit it."
         )
-    return parse_spec(path.read_text(), source=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"Study file {path} must be UTF-8 text (TOML), got a byte 0x{exc.object[exc.start]:02x}"
+            f" at position {exc.start} that is not. Save it as UTF-8, or check that it is the "
+            "study file."
+        ) from None
+    return parse_spec(text, source=str(path))

@@ -123,7 +123,24 @@ def make_dataset(
             f"{name}: training and test images must have the same shape, got "
             f"{train_images.shape[1:]} and {test_images.shape[1:]}."
         )
+    for split, images in (("training", train_images), ("test", test_images)):
+        if images.shape[0] == 0 or images[0].size == 0:
+            raise ValueError(
+                f"{name}: the {split} set must hold images, got an array of shape "
+                f"{images.shape}. Check the {split} IDX files (they are empty)."
+            )
+    if train_images.shape[0] < 2:
+        raise ValueError(
+            f"{name}: the training set must hold at least 2 images (one to train on, one to "
+            f"validate on), got {train_images.shape[0]}."
+        )
     n_classes = len(class_names)
+    if n_classes < 2 or np.unique(train_labels).size < 2:
+        raise ValueError(
+            f"{name}: a classifier needs at least 2 classes in the training labels, got "
+            f"{np.unique(train_labels).tolist()} ({n_classes} class names). Check the label "
+            "file: it holds a single class."
+        )
     for split, labels in (("training", train_labels), ("test", test_labels)):
         if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
             raise ValueError(
@@ -186,7 +203,8 @@ def _folder_class_names(folder: Path, train_labels: np.ndarray) -> tuple[str, ..
         names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
         if names:
             return tuple(names)
-    return tuple(str(c) for c in range(int(train_labels.max()) + 1))
+    top = int(train_labels.max()) if train_labels.size else -1
+    return tuple(str(c) for c in range(top + 1))
 
 
 def load_dataset(

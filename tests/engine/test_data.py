@@ -316,3 +316,49 @@ def test_the_user_cache_follows_an_absolute_xdg_cache_home_only(
     monkeypatch.setenv("XDG_CACHE_HOME", xdg)
     base = Path(expected) if expected else tmp_path / ".cache"
     assert sources.cache_dir() == base / "softsweep"
+
+
+def test_a_gzip_bomb_is_refused_without_decompressing_it(tmp_path: Path) -> None:
+    """A small .gz whose content is far longer than its IDX header says: decompression stops
+    one byte past the header's claim instead of filling memory."""
+    import tracemalloc
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunks = [packer.compress(b"\0\0\x08\x01" + (1000).to_bytes(4, "big"))]
+    zeros = bytes(1 << 20)
+    chunks += [packer.compress(zeros) for _ in range(256)]  # 256 MiB of content
+    path = tmp_path / "bomb.gz"
+    path.write_bytes(b"".join(chunks) + packer.flush())
+    assert path.stat().st_size < 1 << 20  # a small file
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"\(1,000 bytes of data\) but holds more than that"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20  # not the 256 MiB it would expand to
+
+
+def test_a_header_claiming_an_impossible_size_is_refused_with_its_real_number(
+    tmp_path: Path,
+) -> None:
+    big = (4294967295).to_bytes(4, "big")
+    (tmp_path / "x").write_bytes(b"\0\0\x08\x03" + big * 3 + b"\0" * 10)
+    with pytest.raises(ValueError, match=r"79,228,162,458,924,105,385,300,197,375 bytes of pixels"):
+        read_idx(tmp_path / "x")
+
+
+def test_idx_files_with_no_images_are_refused(tmp_path: Path) -> None:
+    folder = write_idx_dataset(tmp_path / "d")
+    write_idx(folder / "train-images-idx3-ubyte.gz", np.zeros((0, 6, 5), np.uint8))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros((0,), np.uint8))
+    with pytest.raises(ValueError, match=r"the training set must hold images, got .* \(0, 6, 5\)"):
+        engine.load_dataset(folder)
+
+
+def test_a_dataset_with_a_single_class_is_refused(tmp_path: Path) -> None:
+    folder = write_idx_dataset(tmp_path / "d", n_classes=1)
+    with pytest.raises(ValueError, match=r"at least 2 classes .* got \[0\]"):
+        engine.load_dataset(folder)

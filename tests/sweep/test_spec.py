@@ -178,3 +178,24 @@ def test_study_name_must_be_safe_for_filters_and_folders(name: str) -> None:
         ValueError, match=r"\[study\] name must be a name of letters, digits, '.', '_' or '-'"
     ):
         parse_spec(VALID.replace('name = "s"', f'name = "{name}"'), "s.toml")
+
+
+def test_a_study_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[study]\nname = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(
+        ValueError, match=r"latin1.toml must be UTF-8 text \(TOML\), got a byte 0xe9"
+    ):
+        load_spec(path)
+
+
+def test_a_study_path_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"is a folder, not a study file"):
+        load_spec(tmp_path)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_a_seed_outside_numpys_range_is_refused_in_the_file(seed: int) -> None:
+    text = VALID.replace("seed = 3", f"seed = {seed}")
+    with pytest.raises(ValueError, match=r"\[study\] seed must be an integer from 0 to 4294967295"):
+        parse_spec(text, "s.toml")
