@@ -20,6 +20,16 @@ EXIT_USAGE = 2
 
 
 def _fail(message: str, code: int) -> None:
+    """One paragraph on stderr, and the exit code. No password of a store URL given on the
+    command line (or in the environment) appears in it, whatever a driver's error quoted."""
+    from .home import passwords
+
+    ctx = click.get_current_context(silent=True)
+    given = dict(ctx.params) if ctx is not None else {}
+    urls = [given.get("storage"), given.get("tracking_uri")]
+    urls += [os.environ.get("SOFTSWEEP_STORAGE"), os.environ.get("SOFTSWEEP_TRACKING_URI")]
+    for secret in passwords(*urls):
+        message = message.replace(secret, ":***@")
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
@@ -127,11 +137,21 @@ _HOME = click.option(
 _STORAGE = click.option(
     "--storage",
     default=None,
-    help="Optuna storage URL, e.g. postgresql+psycopg2://user:pw@host/db.",
+    envvar="SOFTSWEEP_STORAGE",
+    help="Optuna storage URL, e.g. postgresql+psycopg2://user:pw@host/db [env: "
+    "SOFTSWEEP_STORAGE, which keeps a password out of the process list].",
 )
 _TRACKING = click.option(
-    "--tracking-uri", default=None, help="MLflow tracking URI, e.g. http://127.0.0.1:5000."
+    "--tracking-uri",
+    default=None,
+    envvar="SOFTSWEEP_TRACKING_URI",
+    help="MLflow tracking URI, e.g. http://127.0.0.1:5000 [env: SOFTSWEEP_TRACKING_URI].",
 )
+
+
+def _stores(command: F) -> F:
+    """--home, --storage and --tracking-uri: where a study's stores are."""
+    return _HOME(_STORAGE(_TRACKING(command)))  # type: ignore[no-any-return]
 
 
 _HEARTBEAT = click.option(
@@ -145,9 +165,7 @@ _HEARTBEAT = click.option(
 
 @main.command()
 @click.argument("study_file", type=click.Path(path_type=Path))
-@_HOME
-@_STORAGE
-@_TRACKING
+@_stores
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -171,9 +189,7 @@ def run(
 
 @main.command()
 @click.argument("study_file", type=click.Path(path_type=Path))
-@_HOME
-@_STORAGE
-@_TRACKING
+@_stores
 @_HEARTBEAT
 @click.option(
     "--finish",
@@ -204,9 +220,7 @@ def worker(
 
 @main.command()
 @click.argument("study_file", type=click.Path(path_type=Path))
-@_HOME
-@_STORAGE
-@_TRACKING
+@_stores
 @friendly_errors
 def create(
     study_file: Path, home: Path | None, storage: str | None, tracking_uri: str | None
@@ -303,6 +317,8 @@ def _sweep(
         return
     for note in outcome.report_notes:
         click.echo(f"note: {note}", err=True)
+    for warning in outcome.session.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if outcome.tracking_errors and not outcome.untracked:
         seen = dict.fromkeys(outcome.tracking_errors)  # once each, in order
         click.echo(
@@ -317,9 +333,7 @@ def _sweep(
 
 @main.command()
 @click.argument("study")
-@_HOME
-@_STORAGE
-@_TRACKING
+@_stores
 @click.option(
     "--csv",
     "csv_path",
@@ -341,6 +355,9 @@ def runs(
     frame = load_runs(study, home=home, tracking_uri=tracking_uri, storage=storage)
     if csv_path is not None:
         frame.to_csv(csv_path, index=False)
+    if frame.empty:
+        click.echo(f"study {study!r} has no trials yet: `sweep run` on its study file starts it.")
+        return
     shown = frame.drop(columns=["run_id"]).copy()
     shown["fail_reason"] = shown["fail_reason"].str.slice(0, 40)
     click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
@@ -348,9 +365,7 @@ def runs(
 
 @main.command()
 @click.argument("study")
-@_HOME
-@_STORAGE
-@_TRACKING
+@_stores
 @friendly_errors
 def report(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
     """Rebuild the report of STUDY from its stored trials and runs (no training)."""
@@ -383,9 +398,7 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
 
 @main.command()
 @click.argument("study")
-@_HOME
-@_STORAGE
-@_TRACKING
+@_stores
 @friendly_errors
 def sync(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
     """Make MLflow agree with Optuna for STUDY: runs made or completed from the trials."""

@@ -114,7 +114,10 @@ def close_study(
             tracker,
             weights=known,
             histories=session.histories() if session is not None else None,
-            links={"optuna storage": home.storage, "mlflow tracking": home.tracking_uri},
+            links={
+                "optuna storage": home.shown_storage,
+                "mlflow tracking": home.shown_tracking_uri,
+            },
         )
         written = reports.write_report(view, home.report_dir(spec.name))
         tracker.log_reports(written.files)
@@ -147,7 +150,7 @@ def redraw_report(study_name: str, home: Home) -> tuple[Any, Tracker, bool]:
     tracker = Tracker(home.tracking_uri, study_name, create=False)
     try:
         tracker.find_study_run(study_name)
-        links = {"optuna storage": home.storage, "mlflow tracking": home.tracking_uri}
+        links = {"optuna storage": home.shown_storage, "mlflow tracking": home.shown_tracking_uri}
         view = gather(stored, spec, tracker, links=links)
         written = reports.write_report(view, home.report_dir(study_name))
         if tracker.parent_id is not None:

@@ -21,7 +21,37 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Home", "Owner"]
+__all__ = ["Home", "Owner", "passwords", "safe_url"]
+
+
+def safe_url(url: str) -> str:
+    """A store URL as softsweep shows, logs and stores it: the password masked as ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def passwords(*urls: str | None) -> list[str]:
+    """The passwords inside these URLs, as a URL quotes them (`:password@`), to scrub from any
+    text that might quote the URL (a driver's error); the bare string could be any word."""
+    from urllib.parse import unquote, urlsplit
+
+    found = []
+    for url in urls:
+        try:
+            password = urlsplit(url or "").password
+        except ValueError:
+            continue
+        if password:
+            found += [f":{password}@", f":{unquote(password)}@"]
+    return found
 
 
 @dataclass(frozen=True)
@@ -62,9 +92,22 @@ class Home:
         )
 
     @property
+    def shown_storage(self) -> str:
+        return safe_url(self.storage)
+
+    @property
+    def shown_tracking_uri(self) -> str:
+        return safe_url(self.tracking_uri)
+
+    @property
     def embedded_storage(self) -> bool:
         """Optuna's storage is this folder's SQLite file (one machine by construction)."""
         return self.storage == f"sqlite:///{self.folder / 'optuna.db'}"
+
+    @property
+    def embedded_tracking(self) -> bool:
+        """MLflow's store is this folder's SQLite file."""
+        return self.tracking_uri == f"sqlite:///{self.folder / 'mlflow.db'}"
 
     @property
     def artifact_root(self) -> Path | None:

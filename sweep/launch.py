@@ -103,7 +103,7 @@ class StudyOutcome:
         if self.untracked:
             return (
                 f"{self.untracked} finished trials of study {name!r} are not (all) in MLflow: "
-                f"the tracking store {self.home.tracking_uri} failed ({self.tracking_down}). "
+                f"the tracking store {self.home.shown_tracking_uri} failed ({self.tracking_down}). "
                 "Their results are safe in Optuna; once the store is back, `sweep sync "
                 f"{name}` (with the same --home, --storage and --tracking-uri) writes them.",
                 EXIT_FAILURE,
@@ -176,13 +176,22 @@ class StudyOutcome:
                 if n_track
                 else "n/a (no trial run now)",
             ],
-            ["optuna storage", self.home.storage],
-            ["mlflow tracking", self.home.tracking_uri],
+            ["optuna storage", self.home.shown_storage],
+            ["mlflow tracking", self.home.shown_tracking_uri],
         ]
         if closing.report_dir is not None:
             rows.append(["report", str(closing.report_dir / "index.html")])
-        rows.append(["runs table", f"sweep runs {self.study_name} --home {self.home.folder}"])
-        rows.append(["mlflow ui", f"sweep ui --home {self.home.folder}"])
+        home = self.home
+        where = f"--home {home.folder}"
+        if not home.embedded_storage:
+            where += f" --storage {home.shown_storage}"
+        if not home.embedded_tracking:
+            where += f" --tracking-uri {home.shown_tracking_uri}"
+        rows.append(["runs table", f"sweep runs {self.study_name} {where}"])
+        if home.tracking_uri.startswith(("http://", "https://")):  # the server is the UI
+            rows.append(["mlflow ui", home.shown_tracking_uri])
+        else:
+            rows.append(["mlflow ui", f"sweep ui --home {home.folder}"])
         width = max(len(r[0]) for r in rows)
         return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
@@ -269,8 +278,8 @@ def run_study(
             if workers > 1:
                 from .processes import run_workers
 
-                run_workers(spec, home, workers, heartbeat_s, study, on_progress)
-                session = Session()
+                lost = run_workers(spec, home, workers, heartbeat_s, study, on_progress)
+                session = Session(warnings=lost)
             else:
                 session = Runner(
                     spec, study, storage, data, tracker, owner, interrupts,

@@ -47,6 +47,25 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+# `sweep ui`'s watchdog: told by the kernel when `sweep ui` dies (even by SIGKILL), it takes the
+# MLflow server's process group down (MLflow runs the server as its own child: a parent-death
+# signal on the process `sweep ui` starts would not reach it).
+_WATCHDOG = """
+import os, signal, sys, time
+from sweep.processes import die_with_parent
+group = int(sys.argv[1])
+def stop(*_):
+    try:
+        os.killpg(group, signal.SIGTERM)
+    finally:
+        os._exit(0)
+signal.signal(signal.SIGTERM, stop)
+die_with_parent()
+while True:
+    time.sleep(3600)
+"""
+
+
 def run_workers(
     spec: StudySpec,
     home: Home,
@@ -54,19 +73,21 @@ def run_workers(
     heartbeat_s: int,
     study: optuna.Study,
     on_progress: Callable[[int, float | None, str], None] | None,
-) -> None:
-    """Start `n` workers on the study's stores and wait for them, showing progress. Raises if
-    a worker failed (with what it said) or the study did not reach its target."""
+) -> list[str]:
+    """Start `n` workers on the study's stores and wait for them, showing progress. A worker
+    that dies is a warning (returned) when the others take back its trials and reach the
+    study's target; when they do not, this raises with what the first failed worker said."""
     if not spec.source or not os.path.isfile(spec.source):
         raise ValueError("--workers needs the study's file: run it as `sweep run FILE.toml`.")
     env = dict(os.environ)
     env[PARENT_ENV] = str(os.getpid())
+    # The store URLs go by the environment: a password in argv is readable by every user (ps).
+    env["SOFTSWEEP_STORAGE"], env["SOFTSWEEP_TRACKING_URI"] = home.storage, home.tracking_uri
     threads = str(max(1, (os.cpu_count() or 1) // n))
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env.setdefault(var, threads)  # N processes share the cores: no oversubscription
     command = [
         sys.executable, "-m", "sweep", "worker", spec.source, "--home", str(home.folder),
-        "--storage", home.storage, "--tracking-uri", home.tracking_uri,
         "--heartbeat", str(heartbeat_s), "--finish", "never", "--quiet",
     ]  # fmt: skip
     logs: list[IO[bytes]] = []
@@ -91,13 +112,25 @@ def run_workers(
             said = failed[0][1].read().decode(errors="replace")[-2000:].strip()
         for log in logs:
             log.close()
+    codes = ", ".join(_how(c.returncode) for c, _ in failed)
+    if progress(study, spec.grid_size is not None).done >= spec.target:
+        return [
+            f"{len(failed)} of {n} workers stopped early ({codes}); the others took back their "
+            "trials and the study reached its target."
+        ] if failed else []  # fmt: skip
     if failed:
         raise RuntimeError(
-            f"{len(failed)} of {n} workers failed (exit code {failed[0][0].returncode}). "
-            f"The first one said: {said or '(nothing)'}"
+            f"{len(failed)} of {n} workers failed ({codes}) and the study did not reach its "
+            f"target. The first one said: {said or '(nothing)'}"
         )
-    if progress(study, spec.grid_size is not None).done < spec.target:
-        raise RuntimeError(f"The workers stopped before study {spec.name!r} reached its target.")
+    raise RuntimeError(f"The workers stopped before study {spec.name!r} reached its target.")
+
+
+def _how(code: int | None) -> str:
+    """A child's end, in words: 'exit code 1', 'killed by SIGKILL'."""
+    if code is not None and code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
@@ -125,6 +158,10 @@ def serve_ui(tracking_uri: str, port: int) -> int:
     # The UI needs none of the server's job machinery (several extra processes, ~1-2 GiB).
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     server = subprocess.Popen(command, env=env, start_new_session=True)
+    watchdog = None
+    if sys.platform.startswith("linux"):
+        watched = {**os.environ, PARENT_ENV: str(os.getpid())}
+        watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(server.pid)], env=watched)
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)
@@ -136,6 +173,9 @@ def serve_ui(tracking_uri: str, port: int) -> int:
     except (KeyboardInterrupt, SystemExit):
         return 0
     finally:
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait()
         try:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=10)

@@ -65,6 +65,7 @@ class Session:
     train_s: float = 0.0  # training groups, their tells and tracking waits
     engine_s: float = 0.0  # inside engine.train_many
     loop_s: float = 0.0  # the whole loop
+    warnings: list[str] = field(default_factory=list)  # for the user (a worker lost)
 
     @property
     def best(self) -> Finished | None:

@@ -29,7 +29,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from .home import Home, Owner
+from .home import Home, Owner, passwords, safe_url
 from .lifecycle import OUTCOME_ATTR, OWNER_ATTR, REASON_ATTR, RUN_ID_ATTR, Outcome, outcome_of
 from .space import distributions, make_pruner, make_sampler
 from .spec import PARAMS, StudySpec, identity_differences
@@ -126,7 +126,8 @@ def _serialize_sqlite(storage: RDBStorage) -> None:
     engine.dispose()  # connections made before the listeners existed are closed
 
 
-def _storage_error(storage: str, exc: Exception) -> RuntimeError:
+def _storage_error(url: str, exc: Exception) -> RuntimeError:
+    storage = safe_url(url)
     if isinstance(exc, ImportError):
         return RuntimeError(
             f"The Optuna storage {storage} needs a database driver that is not installed "
@@ -134,6 +135,8 @@ def _storage_error(storage: str, exc: Exception) -> RuntimeError:
             "with softsweep)."
         )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    for secret in passwords(url):
+        first = first.replace(secret, ":***@")
     return RuntimeError(
         f"Could not open the Optuna storage {storage}: {type(exc).__name__}: {first}. Check "
         "--storage and that the database is reachable."
@@ -172,7 +175,7 @@ def open_study(
         study.set_user_attr("identity", spec.identity())
     elif changed := identity_differences(stored, spec):
         raise ValueError(
-            f"{spec.source}: study {spec.name!r} already exists in {home.storage} with other "
+            f"{spec.source}: study {spec.name!r} already exists in {home.shown_storage} with other "
             f"settings, and its trials were run with those: {'; '.join(changed)}. Give the "
             "changed study a new [study] name (or put the old values back); only n_trials, "
             "timeout_s and side_by_side may change between runs of one study."
@@ -198,7 +201,7 @@ def load_study(study_name: str, home: Home) -> optuna.Study:
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(home.storage)]
         raise ValueError(
-            f"No study named {study_name!r} in {home.storage}. Studies there: "
+            f"No study named {study_name!r} in {home.shown_storage}. Studies there: "
             f"{', '.join(names) if names else 'none'}. Run `sweep run STUDY.toml` first."
         ) from None
 
@@ -210,11 +213,11 @@ def stored_spec(study: optuna.Study, storage: str) -> StudySpec:
     text = study.user_attrs.get("spec_toml")
     if not text:
         raise RuntimeError(
-            f"Study {study.study_name!r} in {storage} does not hold its study file (it was "
-            "created by another tool or an older softsweep). Run `sweep run` on its study file "
-            "once: it resumes the study and stores it."
+            f"Study {study.study_name!r} in {safe_url(storage)} does not hold its study file "
+            "(it was created by another tool or an older softsweep). Run `sweep run` on its "
+            "study file once: it resumes the study and stores it."
         )
-    return parse_spec(text, source=f"study {study.study_name!r} in {storage}")
+    return parse_spec(text, source=f"study {study.study_name!r} in {safe_url(storage)}")
 
 
 # -- progress and the grid queue ---------------------------------------------------------------

@@ -130,7 +130,7 @@ def sync_study(study_name: str, home: Home) -> SyncResult:
         tracker.close()
     if done is None:
         raise RuntimeError(
-            f"The MLflow tracking store {home.tracking_uri} failed "
+            f"The MLflow tracking store {home.shown_tracking_uri} failed "
             f"({tracker.down or tracker.errors[-1]}). Nothing was changed; try again later."
         )
     return done

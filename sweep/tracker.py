@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .sqlitestore import check_sqlite_file
-from .tracking import MlflowStore, SyncResult, TrialRecord, check_server
+from .tracking import MlflowStore, SyncResult, TrialRecord, check_database, check_server
 
 __all__ = ["RETRY_S", "Tracker"]
 
@@ -84,6 +84,8 @@ class Tracker:
         self.background_seconds = 0.0  # time the thread spent on MLflow calls
         if tracking_uri.startswith(("http://", "https://")):
             check_server(tracking_uri)  # an unreachable server fails now, before any training
+        elif tracking_uri.startswith(("postgresql", "mysql", "mssql")):
+            check_database(tracking_uri)  # and so does a database that refuses the login
         check_sqlite_file(tracking_uri, "MLflow tracking store", "--tracking-uri")
         self._store: MlflowStore | None = None  # made and used only in the thread
         self._store_error: BaseException | None = None

@@ -17,10 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from .home import passwords, safe_url
 from .lifecycle import Outcome
 from .sqlitestore import open_store
 
-__all__ = ["MlflowStore", "SyncResult", "TrialRecord", "check_server", "fetch_trial_runs"]
+__all__ = [
+    "MlflowStore",
+    "SyncResult",
+    "TrialRecord",
+    "check_database",
+    "check_server",
+    "fetch_trial_runs",
+]
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_accuracy", "epoch_time_s")
 # Per request to an MLflow server: 3 tries, 1 + 2 s apart, 15 s each at most (env overrides).
@@ -41,6 +49,9 @@ def _client(tracking_uri: str, artifact_root: Path | None = None, read_only: boo
     # that went away; softsweep retries later itself (`sync`), so each request gives up soon.
     for name, value in HTTP_BOUNDS.items():
         os.environ.setdefault(name, value)
+    # On a server, MLflow prints "View run ... at: URL" on stdout for every run it ends (and
+    # fetches the run again to do so): the terminal is softsweep's summary.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
     from mlflow import MlflowClient  # (lazy: the import is slow)
 
@@ -78,10 +89,34 @@ def check_server(uri: str, timeout_s: float = 5.0) -> None:
         problem = f"HTTP {exc.code}"
     except (OSError, ValueError) as exc:
         problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    uri = safe_url(uri)
     raise RuntimeError(
         f"The MLflow tracking server at {uri} did not answer {uri.rstrip('/')}/health within "
         f"{timeout_s:g} s ({problem}). Check --tracking-uri and that `mlflow server` is running."
     )
+
+
+def check_database(uri: str, timeout_s: int = 5) -> None:
+    """A database tracking URI (PostgreSQL, MySQL) that refuses a connection: a clear error in
+    seconds, not after MLflow's ten growing retries (~100 s)."""
+    import sqlalchemy
+
+    args = {"connect_timeout": timeout_s} if uri.startswith(("postgresql", "mysql")) else {}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=args)
+        try:
+            with engine.connect() as connection:
+                connection.execute(sqlalchemy.text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        for secret in passwords(uri):
+            first = first.replace(secret, ":***@")
+        raise RuntimeError(
+            f"The MLflow tracking database {safe_url(uri)} refused the connection ({first}). "
+            "Check --tracking-uri: its user, password, host and database."
+        ) from None
 
 
 @dataclass
@@ -129,7 +164,8 @@ class MlflowStore:
             self.experiment_id = self._experiment(experiment, artifact_root, create)
         except MlflowException as exc:
             raise RuntimeError(
-                f"The MLflow tracking store at {tracking_uri} refused the request ({exc}). "
+                f"The MLflow tracking store at {safe_url(tracking_uri)} refused the request "
+                f"({exc}). "
                 "Check --tracking-uri and that the server is running."
             ) from None
         except RuntimeError:
@@ -137,7 +173,7 @@ class MlflowStore:
         except Exception as exc:  # the database driver's errors (SQLAlchemy, sqlite3, ...)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise RuntimeError(
-                f"The MLflow tracking store at {tracking_uri} could not be opened "
+                f"The MLflow tracking store at {safe_url(tracking_uri)} could not be opened "
                 f"({type(exc).__name__}: {first}). Check --tracking-uri (or --home): it must "
                 "be an MLflow store, or a new file or database for one."
             ) from None
@@ -152,7 +188,7 @@ class MlflowStore:
             return str(found.experiment_id)
         if not create:
             raise RuntimeError(
-                f"The MLflow store at {self.tracking_uri} has no experiment named "
+                f"The MLflow store at {safe_url(self.tracking_uri)} has no experiment named "
                 f"{experiment!r}. Pass the --home or --tracking-uri that the sweep used."
             )
         location = (artifact_root / experiment).resolve().as_uri() if artifact_root else None

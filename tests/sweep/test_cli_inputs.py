@@ -48,3 +48,16 @@ def test_a_home_that_cannot_be_created_is_one_paragraph(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a folder")
     code, said = run(tmp_path, spec_text("h", data), "--home", str(tmp_path / "afile" / "home"))
     assert code == 2 and "cannot be created" in said
+
+
+def test_runs_of_a_study_with_no_trials_says_so(tmp_path: Path) -> None:
+    import optuna
+
+    home = tmp_path / "home"
+    home.mkdir()
+    optuna.create_study(study_name="empty", storage=f"sqlite:///{home / 'optuna.db'}")
+    result = CliRunner().invoke(main, ["runs", "empty", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert "study 'empty' has no trials yet" in result.output
+    assert "Empty DataFrame" not in result.output
+    assert not (home / "mlflow.db").exists()  # reading made no MLflow store

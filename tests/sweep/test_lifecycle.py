@@ -233,3 +233,31 @@ def test_every_outcome_maps_once_to_optuna_mlflow_and_the_target() -> None:
     assert {o.run_status for o in Outcome if o.state == TrialState.FAIL} == {"FAILED"}
     with pytest.raises(ValueError, match="outcome must be one of"):
         Outcome.from_label("lost")
+
+
+def test_a_lost_worker_is_a_warning_when_the_others_finish_the_study(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    path, home = grid_study(tmp_path, data_folder, epochs=40), tmp_path / "home"
+    parent = sweep_process("run", str(path), "--home", str(home), "--workers", "2")
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    victim = None
+    deadline = time.monotonic() + 90
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            running = optuna.load_study(study_name="life", storage=storage).get_trials(
+                states=(TrialState.RUNNING,)
+            )
+        except Exception:  # the study does not exist yet
+            continue
+        workers = {t.user_attrs.get("worker") for t in running} - {None}
+        if len(workers) == 2:
+            victim = int(sorted(workers)[0].rsplit(":", 1)[1])
+    assert victim is not None, "the two workers never both trained"
+    os.kill(victim, signal.SIGKILL)
+    out, err = parent.communicate(timeout=300)
+    assert parent.returncode == 0, err
+    assert "warning: 1 of 2 workers stopped early (killed by SIGKILL)" in err
+    assert "test accuracy" in out  # the study was closed: tested, reported
+    assert_finished_cleanly(home, "life", cells=8)

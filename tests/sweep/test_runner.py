@@ -316,6 +316,6 @@ class TestCli:
         )
         assert result.exit_code == 1
         assert (
-            "Could not open the Optuna storage postgresql+psycopg2://u:p@127.0.0.1:9/db"
+            "Could not open the Optuna storage postgresql+psycopg2://u:***@127.0.0.1:9/db"
             in result.output
         )

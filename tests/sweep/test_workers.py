@@ -367,13 +367,32 @@ def test_an_unreachable_database_fails_within_seconds(data_folder: Path, tmp_pat
     result = CliRunner().invoke(
         main,
         ["worker", str(path), "--home", str(tmp_path / "h"), "--storage",
-         "postgresql+psycopg2://u:p@10.255.255.1:5432/db"],
+         "postgresql+psycopg2://u:pw@127.0.0.1:9/db"],
     )  # fmt: skip
     assert time.monotonic() - started < 20
     assert result.exit_code == 1
-    assert "Could not open the Optuna storage postgresql+psycopg2://u:p@10.255.255.1" in (
+    assert "Could not open the Optuna storage postgresql+psycopg2://u:***@127.0.0.1:9" in (
         result.output
     )
+
+
+def test_a_tracking_database_that_refuses_the_login_fails_within_seconds(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    """MLflow alone retries a database it cannot reach ten times (~100 s)."""
+    path = study_file(tmp_path, "x", spec_text("unreach-mlflow-db", data_folder))
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        main,
+        ["run", str(path), "--home", str(tmp_path / "h"), "--tracking-uri",
+         "postgresql+psycopg2://u:pw@127.0.0.1:9/mlflow"],
+    )  # fmt: skip
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 1
+    assert "The MLflow tracking database postgresql+psycopg2://u:***@127.0.0.1:9/mlflow" in (
+        result.output
+    )
+    assert "refused the connection" in result.output and ":pw@" not in result.output
 
 
 def test_compose_file_describes_the_team_setup() -> None:
