@@ -7,7 +7,16 @@ from .data import Dataset, load_dataset, make_dataset
 from .gradcheck import gradient_check, max_relative_error, numerical_gradient
 from .losses import add_bias, softmax_loss_naive, softmax_loss_vectorized
 from .timing import LossComparison, best_time, compare_losses
-from .train import MAX_GROUP, TrainResult, accuracy, group_memory_bytes, predict, train, train_many
+from .train import (
+    MAX_GROUP,
+    TrainResult,
+    accuracy,
+    group_memory_bytes,
+    predict,
+    predict_proba,
+    train,
+    train_many,
+)
 
 __all__ = [
     "MAX_GROUP",
@@ -25,6 +34,7 @@ __all__ = [
     "max_relative_error",
     "numerical_gradient",
     "predict",
+    "predict_proba",
     "softmax_loss_naive",
     "softmax_loss_vectorized",
     "train",

@@ -43,6 +43,7 @@ __all__ = [
     "accuracy",
     "group_memory_bytes",
     "predict",
+    "predict_proba",
     "train",
     "train_many",
 ]
@@ -89,6 +90,20 @@ class TrainResult:
 def predict(W: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Class predictions (N,) for features X (N, D) and weights W (D + 1, C), bias last."""
     return np.argmax(X @ W[:-1] + W[-1], axis=1)
+
+
+def predict_proba(W: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, C), rows summing to 1, for features X (N, D) and weights
+    W (D + 1, C), bias last:
+
+        P[i, c] = exp(s_ic - max_c' s_ic') / sum_c'' exp(s_ic'' - max_c' s_ic'),  s = X W[:D] + W[D]
+
+    (the row max subtracted first: stable for any finite scores)."""
+    scores = X @ W[:-1] + W[-1]  # (N, C)
+    scores = scores - scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores
 
 
 def accuracy(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
@@ -165,8 +180,9 @@ def train(
     mini-batch cross-entropy plus reg * sum(W**2) at the epoch's end), `train_accuracy` (of the
     mini-batches, before each update), `val_accuracy` and `epoch_time_s` (for models trained side
     by side, the group's epoch time divided by the models in it); returning True stops training
-    (status `stopped`). A non-finite loss ends training with status `diverged` and the epoch
-    where it happened; it never raises and never returns NaN weights. The same seed gives the
+    (status `stopped`). A non-finite loss, or non-finite weights at an epoch's end (an overflow
+    on its last update), ends training with status `diverged` and the epoch where it happened;
+    it never raises and never returns NaN weights. The same seed gives the
     same result, bit for bit. `loss="naive"` trains with the loop implementation (slow on
     purpose).
     """
@@ -321,6 +337,12 @@ class _Group:
         W = np.ascontiguousarray(self.W.reshape(D1, C, K)[:, :, keep]).reshape(D1, C * len(keep))
         self._set_active([self.active[p] for p in keep], W)
 
+    def _non_finite(self) -> np.ndarray:
+        """Stack positions of the models with any NaN or infinite weight."""
+        K = len(self.active)
+        finite = np.isfinite(self.W.reshape(self.D + 1, self.C, K)).all(axis=(0, 1))
+        return np.flatnonzero(~finite)
+
     def _reg_loss(self) -> np.ndarray:
         """reg_k * sum(W_k ** 2) for every active model, (K,)."""
         K = len(self.active)
@@ -424,6 +446,20 @@ class _Group:
                             break
                 if not self.active:
                     break
+                # The last update of an epoch can overflow after its loss was computed: a model
+                # with non-finite weights diverged here, before any metric or weight is kept.
+                bad = self._non_finite()
+                if bad.size:
+                    reasons = [
+                        f"diverged at epoch {epoch}: non-finite weights after the epoch's last "
+                        "update"
+                        for _ in bad
+                    ]
+                    self._retire(list(bad), "diverged", epoch, reasons)
+                    alive = np.setdiff1d(np.arange(loss_sum.size), bad)
+                    loss_sum, hit_sum = loss_sum[alive], hit_sum[alive]
+                    if not self.active:
+                        break
                 t0 = time.perf_counter()
                 val_acc = self._val_accuracy()
                 reg_loss = self._reg_loss()

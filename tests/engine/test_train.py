@@ -150,3 +150,21 @@ def test_data_must_be_a_dataset() -> None:
         TypeError, match=r"data must be an engine Dataset \(from engine.load_dataset\), got dict"
     ):
         engine.train({}, learning_rate=0.1, reg=0.0, batch_size=1, epochs=1, seed=0)
+
+
+def test_predict_proba_rows_are_distributions_that_agree_with_predict(tiny) -> None:
+    result = engine.train(tiny, learning_rate=0.1, reg=1e-4, batch_size=32, epochs=2, seed=0)
+    probs = engine.predict_proba(result.weights, tiny.X_test)
+    assert probs.shape == (tiny.X_test.shape[0], tiny.n_classes)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    assert (probs >= 0).all()
+    np.testing.assert_array_equal(probs.argmax(axis=1), engine.predict(result.weights, tiny.X_test))
+    # Stable for large scores: the oracle is the softmax of the same scores in float64.
+    W = result.weights.astype(np.float64) * 1e4
+    scores = tiny.X_test.astype(np.float64) @ W[:-1] + W[-1]
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(
+        engine.predict_proba(W, tiny.X_test.astype(np.float64)),
+        shifted / shifted.sum(axis=1, keepdims=True),
+        rtol=1e-12,
+    )

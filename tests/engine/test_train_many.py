@@ -111,3 +111,21 @@ def test_group_memory_grows_linearly_in_k(tiny: engine.Dataset) -> None:
 def test_bad_configs(tiny: engine.Dataset, configs, error, match) -> None:
     with pytest.raises(error, match=match):
         engine.train_many(tiny, configs, batch_size=16, epochs=1, seed=0)
+
+
+def test_an_overflow_on_the_last_update_of_the_last_epoch_is_divergence(tiny) -> None:
+    """One mini-batch per epoch and 1 - 2*lr*reg beyond float32: the only update overflows
+    after its loss (finite) was computed. The model diverged at that epoch: no weights, no
+    metric recorded for it; the healthy model beside it is untouched."""
+    n = tiny.X_train.shape[0]
+    bad, good = (1e20, 1e20), (0.1, 1e-4)
+    results = engine.train_many(tiny, [bad, good], batch_size=n, epochs=1, seed=0)
+    assert results[0].status == "diverged" and results[0].weights is None
+    assert (
+        results[0].reason == "diverged at epoch 1: non-finite weights after the epoch's last update"
+    )
+    assert results[0].history == () and results[0].end_epoch == 1
+    alone = engine.train(tiny, learning_rate=0.1, reg=1e-4, batch_size=n, epochs=1, seed=0)
+    assert results[1].status == "completed"
+    np.testing.assert_allclose(results[1].weights, alone.weights, rtol=1e-5, atol=1e-7)
+    assert all(np.isfinite(v) for h in results[1].history for v in h.values())
