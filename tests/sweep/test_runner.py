@@ -64,6 +64,9 @@ def test_mlflow_holds_parent_and_one_child_per_trial(home: Path, data_folder: Pa
     study = load(home, "grid")  # written by the test above
     client = store(home)
     experiment = client.get_experiment_by_name("grid")
+    # MLflow 3.17's UI opens an experiment in its model-training view only with this tag.
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.tags["mlflow.note.content"].startswith("softsweep study grid:")
     parents = client.search_runs([experiment.experiment_id], "tags.`softsweep.role` = 'study'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert parents[0].data.params["sampler"] == "grid"
@@ -80,6 +83,11 @@ def test_mlflow_holds_parent_and_one_child_per_trial(home: Path, data_folder: Pa
         assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert run.info.status == "FINISHED"
+        lr, reg = trial.params["learning_rate"], trial.params["reg"]
+        assert run.info.run_name == (
+            f"trial {trial.number}: lr={lr:.3g} reg={reg:.3g} batch={trial.params['batch_size']}"
+        )
+        assert "" not in parents[0].data.params.values()  # no empty-string params
         assert float(run.data.params["learning_rate"]) == trial.params["learning_rate"]
         assert int(run.data.params["batch_size"]) == trial.params["batch_size"]
         assert run.data.params["epochs"] == "3" and run.data.params["dataset"] == str(data_folder)
@@ -146,6 +154,7 @@ def test_divergent_trial_fails_with_its_reason_and_the_sweep_goes_on(
     assert run_.info.status == "FAILED"
     assert run_.data.tags["softsweep.fail_reason"] == bad.user_attrs["fail_reason"]
     assert run_.data.tags["softsweep.outcome"] == "diverged"
+    assert run_.data.tags["mlflow.note.content"] == bad.user_attrs["fail_reason"]  # its description
     assert bad.user_attrs["outcome"] == "diverged"
 
 
