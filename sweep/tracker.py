@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from .home import passwords, safe_url
 from .sqlitestore import check_sqlite_file
-from .tracking import MlflowStore, SyncResult, TrialRecord, check_database, check_server
+from .tracking import MlflowStore, SyncResult, TrialRecord
 
 __all__ = ["RETRY_S", "Tracker"]
 
@@ -34,6 +35,52 @@ RETRY_S = 10.0  # after a failed call, the store is left alone this long
 RUN_ID_WAIT_S = 30.0  # the longest a tell waits for its run's id (the first: MLflow's import)
 # MLflow's answers that refuse one request (not the store being unreachable).
 REFUSALS = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS"}
+
+
+# -- probes: an unreachable store fails in seconds, before any training ----------------------
+def check_server(uri: str, timeout_s: float = 5.0) -> None:
+    """An MLflow server that does not answer /health: a clear error now, not minutes of
+    retries later."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as reply:
+            if reply.status == 200:
+                return
+            problem = f"HTTP {reply.status}"
+    except urllib.error.HTTPError as exc:
+        problem = f"HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    uri = safe_url(uri)
+    raise RuntimeError(
+        f"The MLflow tracking server at {uri} did not answer {uri.rstrip('/')}/health within "
+        f"{timeout_s:g} s ({problem}). Check --tracking-uri and that `mlflow server` is running."
+    )
+
+
+def check_database(uri: str, timeout_s: int = 5) -> None:
+    """A database tracking URI (PostgreSQL, MySQL) that refuses a connection: a clear error in
+    seconds, not after MLflow's ten growing retries (~100 s)."""
+    import sqlalchemy
+
+    args = {"connect_timeout": timeout_s} if uri.startswith(("postgresql", "mysql")) else {}
+    try:
+        engine = sqlalchemy.create_engine(uri, connect_args=args)
+        try:
+            with engine.connect() as connection:
+                connection.execute(sqlalchemy.text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        for secret in passwords(uri):
+            first = first.replace(secret, ":***@")
+        raise RuntimeError(
+            f"The MLflow tracking database {safe_url(uri)} refused the connection ({first}). "
+            "Check --tracking-uri: its user, password, host and database."
+        ) from None
 
 
 def describe(exc: BaseException) -> str:

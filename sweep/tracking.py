@@ -17,18 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .home import passwords, safe_url
+from .home import safe_url
 from .lifecycle import Outcome
 from .sqlitestore import open_store
 
-__all__ = [
-    "MlflowStore",
-    "SyncResult",
-    "TrialRecord",
-    "check_database",
-    "check_server",
-    "fetch_trial_runs",
-]
+__all__ = ["MlflowStore", "SyncResult", "TrialRecord", "fetch_trial_runs"]
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_accuracy", "epoch_time_s")
 
@@ -95,51 +88,6 @@ def _client(tracking_uri: str, artifact_root: Path | None = None, read_only: boo
         return MlflowClient(tracking_uri=tracking_uri)
     # Opening a new store creates and migrates it: one process at a time (N new workers).
     return open_store(tracking_uri, lambda: MlflowClient(tracking_uri=tracking_uri), create)
-
-
-def check_server(uri: str, timeout_s: float = 5.0) -> None:
-    """An MLflow server that does not answer /health: a clear error now, not minutes of
-    retries later."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as reply:
-            if reply.status == 200:
-                return
-            problem = f"HTTP {reply.status}"
-    except urllib.error.HTTPError as exc:
-        problem = f"HTTP {exc.code}"
-    except (OSError, ValueError) as exc:
-        problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-    uri = safe_url(uri)
-    raise RuntimeError(
-        f"The MLflow tracking server at {uri} did not answer {uri.rstrip('/')}/health within "
-        f"{timeout_s:g} s ({problem}). Check --tracking-uri and that `mlflow server` is running."
-    )
-
-
-def check_database(uri: str, timeout_s: int = 5) -> None:
-    """A database tracking URI (PostgreSQL, MySQL) that refuses a connection: a clear error in
-    seconds, not after MLflow's ten growing retries (~100 s)."""
-    import sqlalchemy
-
-    args = {"connect_timeout": timeout_s} if uri.startswith(("postgresql", "mysql")) else {}
-    try:
-        engine = sqlalchemy.create_engine(uri, connect_args=args)
-        try:
-            with engine.connect() as connection:
-                connection.execute(sqlalchemy.text("SELECT 1"))
-        finally:
-            engine.dispose()
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        for secret in passwords(uri):
-            first = first.replace(secret, ":***@")
-        raise RuntimeError(
-            f"The MLflow tracking database {safe_url(uri)} refused the connection ({first}). "
-            "Check --tracking-uri: its user, password, host and database."
-        ) from None
 
 
 @dataclass
