@@ -30,7 +30,7 @@ from .runner import OnProgress, Runner, Session
 from .spec import StudySpec
 from .study import HEARTBEAT_S, enqueue_missing, open_study, progress
 from .sync import records
-from .tracker import Tracker
+from .tracker import Tracker, describe
 
 __all__ = ["StudyOutcome", "prepare_study", "run_study"]
 
@@ -316,10 +316,8 @@ def run_study(
         if finish == "always":
             tracker.end_study("FAILED", timeout=10)
         tracker.abandon()
-        cause = exc.__cause__ or exc
-        first = (str(cause).strip().splitlines() or [""])[0][:300]
         raise RuntimeError(
-            f"The Optuna storage failed ({type(cause).__name__}: {first}). Nothing told is "
+            f"The Optuna storage failed ({describe(exc.__cause__ or exc)}). Nothing told is "
             "lost: once the database is reachable (or its disk has room), run the same "
             "command again and it finishes the study."
         ) from None

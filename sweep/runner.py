@@ -296,11 +296,16 @@ class Runner:
             except UpdateFinishedTrialError:  # told by the try that lost its connection after
                 return
             except StorageInternalError as exc:
-                if time.monotonic() > deadline or not self._restartable:
+                if not self._restartable:  # a local file's error (a full disk): said as such
+                    raise
+                if time.monotonic() > deadline:
+                    cause = exc.__cause__ or exc
                     raise RuntimeError(
                         f"The Optuna storage of study {self.spec.name!r} did not answer for "
-                        f"{STORAGE_WAIT_S:g} s ({exc}). The trials in training here are lost; "
-                        "the next `sweep run` of this study takes them back and finishes it."
+                        f"{STORAGE_WAIT_S:g} s ({type(cause).__name__}: "
+                        f"{(str(cause).strip().splitlines() or [''])[0][:200]}). The trials in "
+                        "training here are lost; the next `sweep run` of this study takes them "
+                        "back and finishes it."
                     ) from None
                 time.sleep(1.0)
 
