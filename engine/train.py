@@ -308,7 +308,8 @@ class _Group:
         lrs = np.array([self.configs[k][0] for k in active])
         regs = np.array([self.configs[k][1] for k in active])
         self.lr_cols = np.tile(lrs, C)  # float64; scaled by 1/n into `step` per batch
-        self.decay = np.tile(1.0 - 2.0 * lrs * regs, C).astype(self.dtype)  # (C*K,)
+        with np.errstate(over="ignore"):  # a decay beyond float32 is divergence, caught later
+            self.decay = np.tile(1.0 - 2.0 * lrs * regs, C).astype(self.dtype)  # (C*K,)
         self.regs = regs
         B, D = self.batch_size, self.D
         self.S = np.empty((B, C * K), dtype=self.dtype)
