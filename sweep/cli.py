@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import numpy as np
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,21 +55,6 @@ def friendly_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def format_table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain aligned text table (numbers right-aligned)."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        out = []
-        for cell, width in zip(cells, widths, strict=True):
-            numeric = cell[:1].isdigit() or (cell[:1] in "-+." and cell[1:2].isdigit())
-            out.append(cell.rjust(width) if numeric else cell.ljust(width))
-        return "  ".join(out).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """softsweep: hyperparameter sweeps and experiment tracking for softmax classifiers."""
@@ -95,37 +79,9 @@ def main() -> None:
 @friendly_errors
 def check(dataset: str, data_dir: Path | None, samples: int, reg: float, seed: int) -> None:
     """Naive vs vectorized loss and gradient on a sample: difference, times, speedup, gradcheck."""
-    import engine
+    from .check import loss_check
 
-    if samples < 1:
-        raise ValueError(f"--samples must be >= 1, got {samples}.")
-    data = engine.load_dataset(dataset, data_dir=data_dir, seed=seed)
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(
-        data.X_train.shape[0], size=min(samples, data.X_train.shape[0]), replace=False
-    )
-    result = engine.compare_losses(
-        data.X_train[pick], data.y_train[pick], data.n_classes, reg=reg, seed=seed
-    )
-    click.echo(
-        f"{data.name}: {result.n_samples} samples x {result.n_features} features "
-        f"(bias included), {result.n_classes} classes, reg={reg:g}, float64"
-    )
-    rows = [
-        ["naive", f"{result.loss_naive:.10f}", f"{result.naive_s * 1e3:.2f}", "1.0x"],
-        [
-            "vectorized",
-            f"{result.loss_vectorized:.10f}",
-            f"{result.vectorized_s * 1e3:.3f}",
-            f"{result.speedup:.0f}x",
-        ],
-    ]
-    click.echo(format_table(["loss", "value", "time (ms)", "speedup"], rows))
-    click.echo(f"|loss difference|         {abs(result.loss_naive - result.loss_vectorized):.3e}")
-    click.echo(f"max |gradient difference| {result.grad_max_abs_diff:.3e}")
-    click.echo(
-        f"gradient check rel. error {result.gradcheck_rel_error:.3e} (numerical vs analytic)"
-    )
+    click.echo(loss_check(dataset, data_dir, samples, reg, seed))
 
 
 _HOME = click.option(
@@ -428,8 +384,15 @@ def ui(home: Path | None, port: int) -> None:
             "STUDY.toml` first, or pass the --home that the sweep used."
         )
     from .processes import serve_ui
+    from .tracking import study_experiments
 
-    click.echo(f"MLflow UI: http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    base = f"http://127.0.0.1:{port}"
+    click.echo(f"MLflow UI: {base}  (Ctrl-C to stop)")
+    for name, experiment_id in sorted(study_experiments(where.tracking_uri).items()):
+        # MLflow 3.17's UI opens in its GenAI view unless the link asks for model training.
+        click.echo(
+            f"  {name}: {base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        )
     sys.exit(serve_ui(where.tracking_uri, port))
 
 

@@ -21,7 +21,7 @@ from .home import safe_url
 from .lifecycle import Outcome
 from .sqlitestore import open_store
 
-__all__ = ["MlflowStore", "SyncResult", "TrialRecord", "fetch_trial_runs"]
+__all__ = ["MlflowStore", "SyncResult", "TrialRecord", "fetch_trial_runs", "study_experiments"]
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_accuracy", "epoch_time_s")
 
@@ -418,6 +418,12 @@ class MlflowStore:
                 return np.load(local)
         except Exception:
             return None
+
+
+def study_experiments(tracking_uri: str) -> dict[str, str]:
+    """The studies' experiments in a store: name -> experiment id (MLflow's Default left out)."""
+    found = _client(tracking_uri, read_only=True).search_experiments()
+    return {e.name: str(e.experiment_id) for e in found if e.name != "Default"}
 
 
 def fetch_trial_runs(tracking_uri: str, study_name: str) -> list[dict[str, Any]]:

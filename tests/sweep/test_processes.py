@@ -54,8 +54,13 @@ def test_sweep_ui_takes_its_mlflow_server_with_it(home: Path, signum: int) -> No
     port = free_port()
     ui = subprocess.Popen(
         [sys.executable, "-m", "sweep", "ui", "--home", str(home), "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
+    assert ui.stdout is not None
+    said = [ui.stdout.readline(), ui.stdout.readline()]
+    # A deep link to each study's runs, in MLflow's model-training view (not its GenAI one).
+    link = f"  ui: http://127.0.0.1:{port}/#/experiments/1/runs?workflowType=machine_learning"
+    assert said[1].rstrip("\n") == link, said
     deadline = time.monotonic() + 90
     while not serving(port):
         assert time.monotonic() < deadline and ui.poll() is None, "sweep ui did not start"
