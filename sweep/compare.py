@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from .home import Home
 from .lifecycle import OUTCOME_ATTR, REASON_ATTR, RUN_ID_ATTR
 from .study import load_study
-from .tracking import fetch_trial_runs
+from .tracking import reader
 
 __all__ = ["COLUMNS", "load_runs"]
 
@@ -77,3 +78,38 @@ def load_runs(
     best_first = frame[complete].sort_values(["val_accuracy", "trial"], ascending=[False, True])
     rest = frame[~complete].sort_values("trial")
     return pd.concat([best_first, rest]).reset_index(drop=True)
+
+
+def fetch_trial_runs(tracking_uri: str, study_name: str) -> list[dict[str, Any]]:
+    """Every trial run of a study as plain dicts (params as strings, last metric values)."""
+    from .sqlitestore import sqlite_path
+
+    path = sqlite_path(tracking_uri)
+    if path is not None and not path.is_file():
+        return []  # no store: no runs (and none made by reading)
+    client = reader(tracking_uri)
+    experiment = client.get_experiment_by_name(study_name)
+    if experiment is None:
+        return []
+    query = f"tags.`softsweep.role` = 'trial' and tags.`optuna.study` = '{study_name}'"
+    rows: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment.experiment_id], query, max_results=1000, page_token=token
+        )
+        for run in page:
+            rows.append(
+                {
+                    "run_id": run.info.run_id,
+                    "run_status": run.info.status,
+                    "start_time": run.info.start_time,
+                    "end_time": run.info.end_time,
+                    "params": dict(run.data.params),
+                    "metrics": dict(run.data.metrics),
+                    "tags": dict(run.data.tags),
+                }
+            )
+        token = page.token
+        if not token:
+            return rows

@@ -21,7 +21,7 @@ from .home import safe_url
 from .lifecycle import Outcome
 from .sqlitestore import open_store
 
-__all__ = ["MlflowStore", "SyncResult", "TrialRecord", "fetch_trial_runs", "study_experiments"]
+__all__ = ["MlflowStore", "SyncResult", "TrialRecord", "reader", "study_experiments"]
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_accuracy", "epoch_time_s")
 
@@ -420,42 +420,12 @@ class MlflowStore:
             return None
 
 
+def reader(tracking_uri: str) -> Any:
+    """An MlflowClient to read a store with (no lock, nothing created)."""
+    return _client(tracking_uri, read_only=True)
+
+
 def study_experiments(tracking_uri: str) -> dict[str, str]:
     """The studies' experiments in a store: name -> experiment id (MLflow's Default left out)."""
-    found = _client(tracking_uri, read_only=True).search_experiments()
+    found = reader(tracking_uri).search_experiments()
     return {e.name: str(e.experiment_id) for e in found if e.name != "Default"}
-
-
-def fetch_trial_runs(tracking_uri: str, study_name: str) -> list[dict[str, Any]]:
-    """Every trial run of a study as plain dicts (params as strings, last metric values)."""
-    from .sqlitestore import sqlite_path
-
-    path = sqlite_path(tracking_uri)
-    if path is not None and not path.is_file():
-        return []  # no store: no runs (and none made by reading)
-    client = _client(tracking_uri, read_only=True)
-    experiment = client.get_experiment_by_name(study_name)
-    if experiment is None:
-        return []
-    query = f"tags.`softsweep.role` = 'trial' and tags.`optuna.study` = '{study_name}'"
-    rows: list[dict[str, Any]] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment.experiment_id], query, max_results=1000, page_token=token
-        )
-        for run in page:
-            rows.append(
-                {
-                    "run_id": run.info.run_id,
-                    "run_status": run.info.status,
-                    "start_time": run.info.start_time,
-                    "end_time": run.info.end_time,
-                    "params": dict(run.data.params),
-                    "metrics": dict(run.data.metrics),
-                    "tags": dict(run.data.tags),
-                }
-            )
-        token = page.token
-        if not token:
-            return rows

@@ -180,12 +180,15 @@ def test_a_new_store_is_made_whole_or_not_at_all(tmp_path: Path) -> None:
     path = tmp_path / "mlflow.db"
     uri = f"sqlite:///{path}"
 
+    class Died(BaseException):
+        """The process stops here (as a SIGKILL would, for this file's purposes)."""
+
     def dies_halfway(new: str) -> None:
         with closing(sqlite3.connect(new[len("sqlite:///") :])) as db, db:
             db.execute("CREATE TABLE experiments (id)")  # the first of many steps
-        raise KeyboardInterrupt  # ... and the process stops here
+        raise Died("killed halfway through the migrations")
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Died, match="killed halfway"):
         open_store(uri, lambda: None, dies_halfway)
     assert not path.exists() and not list(tmp_path.glob(".mlflow.db.*.tmp"))
     # A temporary file a SIGKILL left behind is removed by the next maker.
