@@ -21,14 +21,13 @@ EXIT_USAGE = 2
 def _fail(message: str, code: int) -> None:
     """One paragraph on stderr, and the exit code. No password of a store URL given on the
     command line (or in the environment) appears in it, whatever a driver's error quoted."""
-    from .home import passwords
+    from .home import scrub
 
     ctx = click.get_current_context(silent=True)
     given = dict(ctx.params) if ctx is not None else {}
     urls = [given.get("storage"), given.get("tracking_uri")]
     urls += [os.environ.get("SOFTSWEEP_STORAGE"), os.environ.get("SOFTSWEEP_TRACKING_URI")]
-    for secret in passwords(*urls):
-        message = message.replace(secret, ":***@")
+    message = scrub(message, *urls)
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 

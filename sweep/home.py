@@ -21,7 +21,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Home", "Owner", "passwords", "safe_url"]
+__all__ = ["Home", "Owner", "passwords", "safe_url", "scrub"]
 
 
 def safe_url(url: str) -> str:
@@ -52,6 +52,13 @@ def passwords(*urls: str | None) -> list[str]:
         if password:
             found += [f":{password}@", f":{unquote(password)}@"]
     return found
+
+
+def scrub(text: str, *urls: str | None) -> str:
+    """`text` with the passwords of these URLs masked wherever it quotes them."""
+    for secret in passwords(*urls):
+        text = text.replace(secret, ":***@")
+    return text
 
 
 @dataclass(frozen=True)

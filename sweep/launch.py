@@ -290,8 +290,9 @@ def run_study(
             outcome = StudyOutcome(spec.name, home, spec.target, end.done, None, session)
             outcome.timeout_s = spec.timeout_s or 0.0
             tracker.flush()
-            if tracker.sync(spec.name, records(study), wait=SYNC_WAIT_S) is None:
-                outcome.untracked = len(tracker.untracked) or len(records(study))
+            finished = records(study)
+            if tracker.sync(spec.name, finished, wait=SYNC_WAIT_S) is None:
+                outcome.untracked = len(tracker.untracked) or len(finished)
                 outcome.tracking_down = tracker.down or (tracker.errors or ["no answer"])[-1]
             if on_progress is not None:
                 on_progress(end.done, end.best_value, "")

@@ -29,7 +29,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from .home import Home, Owner, passwords, safe_url
+from .home import Home, Owner, safe_url, scrub
 from .lifecycle import OUTCOME_ATTR, OWNER_ATTR, REASON_ATTR, RUN_ID_ATTR, Outcome, outcome_of
 from .space import distributions, make_pruner, make_sampler
 from .spec import PARAMS, StudySpec, identity_differences
@@ -135,8 +135,7 @@ def _storage_error(url: str, exc: Exception) -> RuntimeError:
             "with softsweep)."
         )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    for secret in passwords(url):
-        first = first.replace(secret, ":***@")
+    first = scrub(first, url)
     return RuntimeError(
         f"Could not open the Optuna storage {storage}: {type(exc).__name__}: {first}. Check "
         "--storage and that the database is reachable."

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .home import passwords, safe_url
+from .home import safe_url, scrub
 from .sqlitestore import check_sqlite_file
 from .tracking import MlflowStore, SyncResult, TrialRecord
 
@@ -75,8 +75,7 @@ def check_database(uri: str, timeout_s: int = 5) -> None:
             engine.dispose()
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        for secret in passwords(uri):
-            first = first.replace(secret, ":***@")
+        first = scrub(first, uri)
         raise RuntimeError(
             f"The MLflow tracking database {safe_url(uri)} refused the connection ({first}). "
             "Check --tracking-uri: its user, password, host and database."
