@@ -6,7 +6,17 @@ Imports only NumPy and the standard library: it never knows it is being swept.
 from .data import Dataset, load_dataset, make_dataset
 from .gradcheck import gradient_check, max_relative_error, numerical_gradient
 from .losses import add_bias, softmax_loss_naive, softmax_loss_vectorized
-from .timing import LossComparison, best_time, compare_losses
+from .schedule import Schedule
+from .timing import (
+    LossComparison,
+    Timed,
+    TrainingComparison,
+    best_time,
+    blas_threads,
+    compare_losses,
+    compare_training,
+    time_runs,
+)
 from .train import (
     MAX_GROUP,
     TrainResult,
@@ -22,11 +32,16 @@ __all__ = [
     "MAX_GROUP",
     "Dataset",
     "LossComparison",
+    "Schedule",
+    "Timed",
     "TrainResult",
+    "TrainingComparison",
     "accuracy",
     "add_bias",
     "best_time",
+    "blas_threads",
     "compare_losses",
+    "compare_training",
     "gradient_check",
     "group_memory_bytes",
     "load_dataset",
@@ -37,6 +52,7 @@ __all__ = [
     "predict_proba",
     "softmax_loss_naive",
     "softmax_loss_vectorized",
+    "time_runs",
     "train",
     "train_many",
 ]

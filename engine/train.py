@@ -6,12 +6,13 @@ model k in column c*K + k and the bias in the last row. Per mini-batch:
     S  = Xb @ W[:D] + W[D]            # (n, C*K)  one GEMM for every model's scores
     P  = softmax per model            # in place in S
     G  = [Xb.T @ (P - Y) ; sum_rows]  # (D + 1, C*K)  one GEMM for every model's gradient
-    W  = W * (1 - 2 lr_k reg_k) - (lr_k / n) * G     # per-column learning rate and reg
+    W  = W * (1 - 2 lr_k(t) reg_k) - (lr_k(t) / n) * G   # per-column learning rate and reg
 
 which is plain SGD on the loss of `engine.losses` (bias regularized too), with the learning rate
-and reg as per-column vectors. Every model of a call shares the seed: the same initial weights
-and the same batch order, so `train_many(configs)[k]` is `train(configs[k])` up to the rounding
-of a wider GEMM.
+and reg as per-column vectors; lr_k(t) = lr_k * f_k(t) follows model k's schedule
+(`engine.schedule`: constant, step or cosine). Every model of a call shares the seed: the same
+initial weights and the same batch order, so `train_many(configs)[k]` is `train(configs[k])` up
+to the rounding of a wider GEMM.
 
 Why it is fast on a CPU:
 - Batches are gathered from the training split's uint8 pixels (a quarter of float32's bytes)
@@ -36,6 +37,7 @@ import numpy as np
 
 from .data.dataset import Dataset
 from .losses import add_bias, softmax_loss_naive
+from .schedule import Factors, Schedule
 
 __all__ = [
     "MAX_GROUP",
@@ -59,6 +61,7 @@ OnEpochMany = Callable[[int, Mapping[int, Metrics]], Iterable[int] | None]
 # past a few hundred models the GEMMs are as wide as they get and nothing more is gained.
 MAX_GROUP = 512
 _VAL_CHUNK = 2048  # rows of the validation set scored at once
+CONSTANT = Schedule()
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ def train(
     loss: Literal["naive", "vectorized"] = "vectorized",
     dtype: np.dtype | type = np.float32,
     on_epoch: OnEpoch | None = None,
+    schedule: Schedule = CONSTANT,
 ) -> TrainResult:
     """Train one softmax model with mini-batch SGD.
 
@@ -183,8 +187,8 @@ def train(
     (status `stopped`). A non-finite loss, or non-finite weights at an epoch's end (an overflow
     on its last update), ends training with status `diverged` and the epoch where it happened;
     it never raises and never returns NaN weights. The same seed gives the
-    same result, bit for bit. `loss="naive"` trains with the loop implementation (slow on
-    purpose).
+    same result, bit for bit. `schedule` sets how the learning rate changes per update
+    (`engine.schedule`). `loss="naive"` trains with the loop implementation (slow on purpose).
     """
     if loss not in ("naive", "vectorized"):
         raise ValueError(f"loss must be 'naive' or 'vectorized', got {loss!r}.")
@@ -197,8 +201,9 @@ def train(
 
     batch_size, epochs, dt = _check_common(data, batch_size, epochs, dtype)
     lr, rg = _check_config(learning_rate, reg)
-    group = _Group(data, [(lr, rg)], batch_size, epochs, seed, dt, callback, loss == "naive")
-    return group.run()[0]
+    schedules = _check_schedules(schedule, 1)
+    group = _Group(data, [(lr, rg)], schedules, batch_size, epochs, seed, dt, callback)
+    return group.run(naive=loss == "naive")[0]
 
 
 def train_many(
@@ -212,6 +217,7 @@ def train_many(
     dtype: np.dtype | type = np.float32,
     on_epoch: OnEpochMany | None = None,
     max_group: int = MAX_GROUP,
+    schedule: Schedule | Sequence[Schedule] = CONSTANT,
 ) -> list[TrainResult]:
     """Train len(configs) models, given as (learning_rate, reg) pairs, side by side.
 
@@ -219,8 +225,10 @@ def train_many(
     mapping from config index to that model's metrics (only models still training) and may
     return the indices of models to stop. Models share the seed (initial weights, batch order),
     so result k equals `train(data, learning_rate=..., reg=..., ...)` for config k.
-    Groups larger than `max_group` run in consecutive chunks. `loss="naive"` trains each model
-    alone with the loop implementation (slow on purpose: the course's comparison).
+    `schedule` is one learning-rate schedule for every model or one per config (models side by
+    side may differ). Groups larger than `max_group` run in consecutive chunks.
+    `loss="naive"` trains each model alone with the loop implementation (slow on purpose: the
+    course's comparison).
     """
     if loss not in ("naive", "vectorized"):
         raise ValueError(f"loss must be 'naive' or 'vectorized', got {loss!r}.")
@@ -233,15 +241,34 @@ def train_many(
     if not checked:
         raise ValueError("configs must hold at least one (learning_rate, reg) pair, got none.")
     max_group = _check_positive_int("max_group", max_group)
+    schedules = _check_schedules(schedule, len(checked))
     if loss == "naive":  # the loop kernel trains one model at a time
         max_group = 1
     results: list[TrainResult] = []
     for start in range(0, len(checked), max_group):
-        chunk = checked[start : start + max_group]
+        chunk = slice(start, start + max_group)
         callback = _shifted(on_epoch, start) if on_epoch is not None and start else on_epoch
-        naive = loss == "naive"
-        results += _Group(data, chunk, batch_size, epochs, seed, dt, callback, naive).run()
+        group = _Group(
+            data, checked[chunk], schedules[chunk], batch_size, epochs, seed, dt, callback
+        )
+        results += group.run(naive=loss == "naive")
     return results
+
+
+def _check_schedules(schedule: Schedule | Sequence[Schedule], n: int) -> list[Schedule]:
+    if isinstance(schedule, Schedule):
+        return [schedule] * n
+    schedules = list(schedule) if isinstance(schedule, Sequence) else None
+    if (
+        schedules is None
+        or len(schedules) != n
+        or not all(isinstance(s, Schedule) for s in schedules)
+    ):
+        raise TypeError(
+            f"schedule must be an engine.Schedule or a list of {n} of them (one per config), "
+            f"got {schedule!r}."
+        )
+    return schedules
 
 
 def _shifted(user: OnEpochMany, offset: int) -> OnEpochMany:
@@ -282,16 +309,18 @@ class _Group:
         self,
         data: Dataset,
         configs: list[tuple[float, float]],
+        schedules: list[Schedule],
         batch_size: int,
         epochs: int,
         seed: int,
         dtype: np.dtype,
         on_epoch: OnEpochMany | None,
-        naive: bool,
     ) -> None:
-        self.data, self.configs, self.dtype = data, configs, dtype
+        self.data, self.configs, self.schedules, self.dtype = data, configs, schedules, dtype
         self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
-        self.on_epoch, self.naive = on_epoch, naive
+        self.on_epoch = on_epoch
+        self.updates_per_epoch = -(-data.X_train.shape[0] // batch_size)
+        self.t = 0  # updates done: the schedules' clock
         self.D, self.C = data.n_features, data.n_classes
         self.X_val = data.X_val.astype(dtype, copy=False)  # once, not every epoch
         self.histories: list[list[Metrics]] = [[] for _ in configs]
@@ -307,10 +336,12 @@ class _Group:
         self.active, self.W = active, W
         lrs = np.array([self.configs[k][0] for k in active])
         regs = np.array([self.configs[k][1] for k in active])
+        self.factors = Factors([self.schedules[k] for k in active], self.updates_per_epoch,
+                               self.epochs)  # fmt: skip
+        self.lrs, self.regs = lrs, regs
         self.lr_cols = np.tile(lrs, C)  # float64; scaled by 1/n into `step` per batch
         with np.errstate(over="ignore"):  # a decay beyond float32 is divergence, caught later
             self.decay = np.tile(1.0 - 2.0 * lrs * regs, C).astype(self.dtype)  # (C*K,)
-        self.regs = regs
         B, D = self.batch_size, self.D
         self.S = np.empty((B, C * K), dtype=self.dtype)
         self.G = np.empty((D + 1, C * K), dtype=self.dtype)
@@ -376,8 +407,13 @@ class _Group:
         S3 /= row_sum[:, None, :]
         S_flat[flat] -= 1  # P - Y; positions are distinct
         t1 = time.perf_counter()
-        # Scale P - Y by lr_k / n before the GEMM: S is (n, C*K), a third the size of G.
-        np.multiply(self.lr_cols, 1.0 / n, out=self.step, casting="same_kind")
+        # Scale P - Y by lr_k(t) / n before the GEMM: S is (n, C*K), a third the size of G.
+        if self.factors.constant:
+            np.multiply(self.lr_cols, 1.0 / n, out=self.step, casting="same_kind")
+        else:
+            lr_now = self.lrs * self.factors.at(self.t)  # (K,)
+            self.step.reshape(C, K)[:] = lr_now / n
+            self.decay.reshape(C, K)[:] = 1.0 - 2.0 * lr_now * self.regs
         S *= self.step
         np.dot(xb.T, S, out=G[:D])  # (D, C*K): lr_k / n * Xb.T @ (P - Y)
         np.sum(S, axis=0, out=G[D])
@@ -390,6 +426,7 @@ class _Group:
 
     def _step_naive(self, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lr, reg = self.configs[self.active[0]]
+        lr *= float(self.factors.at(self.t)[0])
         t0 = time.perf_counter()
         X1 = add_bias(xb)
         hits = np.count_nonzero(np.argmax(X1 @ self.W, axis=1) == yb)
@@ -411,7 +448,7 @@ class _Group:
         return hits / X.shape[0]
 
     # -- the epochs ----------------------------------------------------------------------------
-    def run(self) -> list[TrainResult]:
+    def run(self, naive: bool = False) -> list[TrainResult]:
         rng = np.random.default_rng(self.seed)
         D, C, K = self.D, self.C, len(self.configs)
         W0 = (0.001 * rng.standard_normal((D + 1, C))).astype(self.dtype)
@@ -419,7 +456,7 @@ class _Group:
         batches = _Batches(self.data, self.batch_size, self.dtype)
         y_train = self.data.y_train
         n_train = y_train.shape[0]
-        step = self._step_naive if self.naive else self._step_vectorized
+        step = self._step_naive if naive else self._step_vectorized
         started = time.perf_counter()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for epoch in range(1, self.epochs + 1):
@@ -435,6 +472,7 @@ class _Group:
                     xb, yb = batches.fill(idx), y_train[idx]
                     self.timings["data"] += time.perf_counter() - t0
                     losses, hits = step(xb, yb)
+                    self.t += 1
                     loss_sum += losses * idx.shape[0]
                     hit_sum += hits
                     bad = np.flatnonzero(~np.isfinite(losses))

@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial
 import engine
 
 from .home import Home
-from .lifecycle import RUN_ID_ATTR, Outcome, checkpoint, outcome_of
+from .lifecycle import RUN_ID_ATTR, TESTED_ATTR, Outcome, checkpoint, outcome_of, test_evaluations
 from .runner import Session
 from .spec import StudySpec
 from .sync import retrain
@@ -34,6 +34,7 @@ class Closing:
     best_value: float | None = None
     best_params: dict[str, Any] | None = None
     test_accuracy: float | None = None
+    test_evaluations: list[tuple[int, float]] = field(default_factory=list)
     report_dir: Path | None = None
     report_notes: list[str] = field(default_factory=list)
 
@@ -83,7 +84,8 @@ def close_study(
     report: bool = True,
     stopped: str = "",
 ) -> Closing:
-    """Evaluate the best trial on the test set (once per best trial), draw the report into
+    """Evaluate the best trial on the test set (once per trial that was ever best: a tested
+    trial's accuracy is read back, never measured again), draw the report into
     `home.report_dir(study)`, and finish the study's MLflow run. `stopped` says why the study
     ended before its target (its deadline), for the run and the report."""
     closing = Closing(count_outcomes(study))
@@ -93,11 +95,16 @@ def close_study(
         closing.best_trial, closing.best_value = best.number, best.value
         closing.best_params = dict(best.params)
         weights = best_weights(spec, best, data, tracker, known, closing.report_notes)
+        tested = test_evaluations(study.user_attrs)
+        if best.number in dict(tested):
+            closing.test_accuracy = dict(tested)[best.number]
+        elif weights is not None:
+            closing.test_accuracy = engine.accuracy(weights, data.X_test, data.y_test)
+            tested.append((best.number, closing.test_accuracy))
+            study.set_user_attr(TESTED_ATTR, [list(pair) for pair in tested])
+        closing.test_evaluations = tested
         if weights is not None:
             known = {**known, best.number: weights}
-            closing.test_accuracy = engine.accuracy(weights, data.X_test, data.y_test)
-            study.set_user_attr("test_accuracy", closing.test_accuracy)
-            study.set_user_attr("best_trial_for_test", best.number)
     if stopped:
         study.set_user_attr("stopped", stopped)
     elif study.user_attrs.get("stopped"):
@@ -113,7 +120,7 @@ def close_study(
             spec,
             tracker,
             weights=known,
-            histories=session.histories() if session is not None else None,
+            data=data,
             links={
                 "optuna storage": home.shown_storage,
                 "mlflow tracking": home.shown_tracking_uri,
@@ -126,15 +133,26 @@ def close_study(
     metrics = {
         "best_val_accuracy": closing.best_value,
         "test_accuracy": closing.test_accuracy,
+        "test_evaluations": float(len(closing.test_evaluations)),
         **{f"n_{o.label}": float(n) for o, n in closing.counts.items()},
     }
     tags = {
         "best_trial": str(closing.best_trial),
         **{f"best.{k}": str(v) for k, v in (closing.best_params or {}).items()},
         "softsweep.stopped": stopped or "reached n_trials",
+        "softsweep.test_evaluations": describe_tests(closing.test_evaluations),
     }
     tracker.finish_study({k: v for k, v in metrics.items() if v is not None}, tags)
     return closing
+
+
+def describe_tests(tested: list[tuple[int, float]]) -> str:
+    """'1: trial #29 (0.8419)', or for a resumed study that found a new best, every use."""
+    if not tested:
+        return "0: no trial tested"
+    uses = ", ".join(f"trial #{n} ({a:.4f})" for n, a in tested)
+    warning = "; the test set was looked at more than once" if len(tested) > 1 else ""
+    return f"{len(tested)}: {uses}{warning}"
 
 
 def redraw_report(study_name: str, home: Home) -> tuple[Any, Tracker, bool]:
@@ -144,14 +162,21 @@ def redraw_report(study_name: str, home: Home) -> tuple[Any, Tracker, bool]:
     from . import report as reports
     from .study import load_study, stored_spec
     from .studyview import gather
+    from .sync import load_data
 
     stored = load_study(study_name, home)
     spec = stored_spec(stored, home.storage)
+    # The tested trial's predictions are drawn again from its weights (the same evaluation);
+    # without the data files the report goes without those figures.
+    try:
+        data = load_data(spec) if test_evaluations(stored.user_attrs) else None
+    except (OSError, ValueError):
+        data = None
     tracker = Tracker(home.tracking_uri, study_name, create=False)
     try:
         tracker.find_study_run(study_name)
         links = {"optuna storage": home.shown_storage, "mlflow tracking": home.shown_tracking_uri}
-        view = gather(stored, spec, tracker, links=links)
+        view = gather(stored, spec, tracker, data=data, links=links)
         written = reports.write_report(view, home.report_dir(study_name))
         if tracker.parent_id is not None:
             tracker.log_reports(written.files)

@@ -45,18 +45,24 @@ __all__ = [
     "OWNER_ATTR",
     "REASON_ATTR",
     "RUN_ID_ATTR",
+    "TESTED_ATTR",
     "Interrupted",
     "Interrupts",
     "Outcome",
     "checkpoint",
     "outcome_of",
     "tell",
+    "test_evaluations",
 ]
 
 OUTCOME_ATTR = "outcome"
 REASON_ATTR = "fail_reason"
 RUN_ID_ATTR = "mlflow_run_id"
 OWNER_ATTR = "worker"  # the process that holds the trial: "host:pid"
+# On the study: [[trial, test accuracy], ...], each time the test set was used, in order. A
+# study tests its best trial once; a resumed study that finds a new best tests that one too,
+# and the count says the test set has been looked at more than once.
+TESTED_ATTR = "test_evaluations"
 
 
 class Outcome(enum.Enum):
@@ -95,6 +101,15 @@ def outcome_of(trial: FrozenTrial) -> Outcome | None:
         # another tool: the trial did not finish, so it is run again.
         return Outcome.from_label(label) if label else Outcome.INTERRUPTED
     return None
+
+
+def test_evaluations(study_attrs: dict) -> list[tuple[int, float]]:
+    """(trial, test accuracy) for each use of the test set, oldest first (studies from before
+    TESTED_ATTR kept one pair as two attributes)."""
+    pairs = study_attrs.get(TESTED_ATTR)
+    if pairs is None and "best_trial_for_test" in study_attrs:
+        pairs = [[study_attrs["best_trial_for_test"], study_attrs.get("test_accuracy")]]
+    return [(int(n), float(a)) for n, a in pairs or [] if a is not None]
 
 
 def tell(trial: Trial, outcome: Outcome, value: float | None = None, reason: str = "") -> None:

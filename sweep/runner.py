@@ -52,13 +52,12 @@ class Finished:
     outcome: Outcome
     value: float | None  # final validation accuracy (COMPLETE only)
     weights: np.ndarray | None
-    curve: list[float]  # validation accuracy per epoch
 
 
 @dataclass
 class Session:
-    """What one process's loop did: its trials (with what the report needs of them, kept
-    rather than read back from MLflow) and where its time went."""
+    """What one process's loop did: its trials (with their weights, kept rather than read back
+    from MLflow) and where its time went."""
 
     trials: list[Finished] = field(default_factory=list)
     deadline: bool = False  # stopped at `timeout_s` before the target
@@ -74,9 +73,6 @@ class Session:
 
     def weights(self) -> dict[int, np.ndarray]:
         return {t.number: t.weights for t in self.trials if t.weights is not None}
-
-    def histories(self) -> dict[int, list[float]]:
-        return {t.number: t.curve for t in self.trials}
 
 
 class Runner:
@@ -232,7 +228,8 @@ class Runner:
         try:
             results: list[engine.TrainResult] | None = engine.train_many(
                 self.data, configs, batch_size=batch_size, epochs=spec.epochs, seed=spec.seed,
-                loss=spec.loss, on_epoch=on_epoch,  # type: ignore[arg-type]
+                schedule=spec.lr_schedule, on_epoch=on_epoch,
+                loss=spec.loss,  # type: ignore[arg-type]
             )  # fmt: skip
             error = ""
         except Exception as exc:  # one group's failure is its trials' outcome, not the sweep's
@@ -259,8 +256,7 @@ class Runner:
                         final_metrics(history, [len(group), group_s]), reason=reason, weights=keep,
                     )  # fmt: skip
                     records.append((run_id or run, record))
-                    curve = [float(h["val_accuracy"]) for h in history]
-                    self.session.trials.append(Finished(trial.number, outcome, value, keep, curve))
+                    self.session.trials.append(Finished(trial.number, outcome, value, keep))
         finally:
             # Handed to the tracker once every trial is told (its thread would otherwise share
             # the GIL with the tells), and even when an interrupt follows the tells.

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.schedule import KINDS, Schedule
+
 __all__ = [
     "IDENTITY_KEYS",
     "PARAMS",
@@ -31,7 +33,8 @@ PARAMS = ("learning_rate", "reg", "batch_size")
 # for life (`sweep run` refuses a study file that changes one). n_trials, timeout_s and
 # side_by_side may change between runs.
 IDENTITY_KEYS = (
-    "dataset", "val_size", "center", "epochs", "loss", "seed", "sampler", "pruner",
+    "dataset", "val_size", "split_seed", "center", "epochs", "loss", "lr_schedule", "seed",
+    "sampler", "pruner",
     "space.learning_rate", "space.reg", "space.batch_size",
 )  # fmt: skip
 SAMPLERS = ("grid", "random", "tpe", "qmc", "cmaes")
@@ -49,6 +52,7 @@ _SECTIONS: dict[str, dict[str, str]] = {  # section -> key -> what it holds (for
     "data": {
         "dataset": "mnist, fashion-mnist, cifar10, or a folder with the four IDX files",
         "val_size": "an integer >= 1",
+        "split_seed": "an integer from 0 to 4294967295 (the validation split's seed)",
         "center": "true or false",
         "data_dir": "a folder holding the dataset's files",
     },
@@ -56,6 +60,10 @@ _SECTIONS: dict[str, dict[str, str]] = {  # section -> key -> what it holds (for
         "epochs": "an integer >= 1",
         "loss": f"one of {', '.join(LOSSES)}",
         "side_by_side": "an integer >= 1 (trials trained together per group)",
+        "lr_schedule": (
+            f'one of {", ".join(KINDS)}, or a table such as {{ kind = "step", every = 5, '
+            'gamma = 0.5 } or { kind = "cosine", floor = 0.0 }'
+        ),
     },
     "space": {
         "learning_rate": "{ low = ..., high = ..., log = true } or { values = [...] }",
@@ -95,16 +103,23 @@ class StudySpec:
     seed: int
     dataset: str
     val_size: int | None
+    split_seed: int | None  # None: the study's seed (how studies split before this setting)
     center: bool
     data_dir: str | None
     epochs: int
     loss: str
     side_by_side: int
+    lr_schedule: Schedule
     learning_rate: ParamRange
     reg: ParamRange
     batch_size: tuple[int, ...]
     source: str = "<string>"  # the file it came from
     text: str = ""  # the file's text, stored as an artifact of the study's run
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the train / validation split."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def grid_size(self) -> int | None:
@@ -130,9 +145,11 @@ class StudySpec:
             "seed": str(self.seed),
             "dataset": self.dataset,
             "val_size": "auto" if self.val_size is None else str(self.val_size),
+            "split_seed": str(self.data_seed),
             "center": str(self.center).lower(),
             "epochs": str(self.epochs),
             "loss": self.loss,
+            "lr_schedule": self.lr_schedule.describe(),
             "side_by_side": str(self.side_by_side),
             "space.learning_rate": self.learning_rate.describe(),
             "space.reg": self.reg.describe(),
@@ -146,8 +163,12 @@ class StudySpec:
 
 
 def identity_differences(stored: dict[str, str], spec: StudySpec) -> list[str]:
-    """'key: old -> new' for each identity setting that `spec` changes."""
+    """'key: old -> new' for each identity setting that `spec` changes. A study made before a
+    setting existed had that setting's old behaviour: a constant learning rate, and the split
+    drawn with the study's seed."""
     new = spec.identity()
+    if stored:
+        stored = {"lr_schedule": "constant", "split_seed": stored.get("seed", ""), **stored}
     return [
         f"{key}: {stored.get(key, '(not set)')} -> {new[key]}"
         for key in IDENTITY_KEYS
@@ -199,6 +220,25 @@ class _Reader:
         ):
             raise self.fail(key, rule, value)
         return float(value)
+
+    def schedule(self, value: Any) -> Schedule:
+        key, rule = "[train] lr_schedule", _SECTIONS["train"]["lr_schedule"]
+        if isinstance(value, str):
+            value = {"kind": value}
+        if not isinstance(value, dict) or value.get("kind") not in KINDS:
+            raise self.fail(key, rule, value)
+        allowed = {"step": {"every", "gamma"}, "cosine": {"floor"}}.get(value["kind"], set())
+        unknown = sorted(set(value) - allowed - {"kind"})
+        if unknown:
+            keys = ", ".join(sorted(allowed)) or "none"
+            raise self.fail(
+                f"{key}.{unknown[0]}", f"a setting of {value['kind']} (its settings: {keys})",
+                value[unknown[0]],
+            )  # fmt: skip
+        try:
+            return Schedule(**value)
+        except ValueError as exc:
+            raise SpecError(f"{self.source}: {key}: {exc}") from None
 
     def param(self, table: Any, name: str, *, positive: bool, grid: bool) -> ParamRange:
         key = f"[space] {name}"
@@ -338,11 +378,13 @@ def parse_spec(text: str, source: str = "<string>") -> StudySpec:
         seed=r.integer(study, "study", "seed", 0, 0, maximum=2**32 - 1),
         dataset=dataset.strip(),
         val_size=r.integer(data, "data", "val_size", None, 1),
+        split_seed=r.integer(data, "data", "split_seed", None, 0, maximum=2**32 - 1),
         center=center,
         data_dir=data_dir,
         epochs=r.integer(train, "train", "epochs", 10, 1),
         loss=loss,
         side_by_side=side_by_side,
+        lr_schedule=r.schedule(train.get("lr_schedule", "constant")),
         learning_rate=r.param(space["learning_rate"], "learning_rate", positive=True, grid=grid),
         reg=r.param(space["reg"], "reg", positive=False, grid=grid),
         batch_size=tuple(sorted(batch)),

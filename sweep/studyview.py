@@ -15,6 +15,8 @@ import numpy as np
 from .spec import PARAMS, ParamRange, StudySpec
 
 TOP_CURVES = 8
+CURVE_METRICS = ("train_loss", "train_accuracy", "val_accuracy")  # the learning curves' panels
+SHOWN_IMAGES = 16  # sample predictions and confident mistakes drawn from the test evaluation
 
 if TYPE_CHECKING:
     import optuna
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Axis",
+    "Shown",
     "StudyView",
+    "TestView",
     "TrialView",
     "cell_axes",
     "gather",
@@ -34,6 +38,7 @@ __all__ = [
     "power_label",
     "template_columns",
     "template_images",
+    "test_view",
 ]
 
 
@@ -54,6 +59,61 @@ class TrialView:
         return f"lr={self.learning_rate:.3g}, reg={self.reg:.3g}, batch={self.batch_size}"
 
 
+@dataclass(frozen=True)
+class Shown:
+    """One test image as the report shows it."""
+
+    index: int  # in the test split
+    image: np.ndarray  # display pixels, (H, W) or (H, W, 3) uint8
+    true: int
+    predicted: int
+    confidence: float  # softmax probability of the predicted class
+
+
+@dataclass(frozen=True)
+class TestView:
+    """The one test evaluation of the tested trial: its confusion matrix, the first test images
+    with their predictions, and the mistakes made with the highest confidence."""
+
+    trial: int
+    accuracy: float
+    confusion: np.ndarray  # (C, C) counts, rows: true class, columns: predicted class
+    samples: list[Shown]
+    mistakes: list[Shown]
+
+
+def test_view(trial: int, weights: np.ndarray, data: Any) -> TestView:
+    """Predict the test split of `data` (an engine Dataset) with `weights`: the same evaluation
+    as the test accuracy (deterministic), kept for the report's figures."""
+    import engine
+
+    probs = engine.predict_proba(weights, data.X_test)  # (N, C)
+    predicted = probs.argmax(axis=1)
+    confidence = probs[np.arange(probs.shape[0]), predicted]
+    y = data.y_test
+    C = probs.shape[1]
+    confusion = np.bincount(y * C + predicted, minlength=C * C).reshape(C, C)
+    pixels = data.X_test.astype(np.float64)
+    if data.decoder is not None and data.decoder.mean is not None:
+        pixels = pixels + data.decoder.mean
+    scale = data.decoder.scale if data.decoder is not None else 1.0 / 255.0
+
+    def shown(k: int) -> Shown:
+        image = np.clip(np.rint(pixels[k] / scale), 0, 255).astype(np.uint8)
+        display = _display(image.reshape(1, *data.image_shape))[0]
+        return Shown(int(k), display, int(y[k]), int(predicted[k]), float(confidence[k]))
+
+    wrong = np.flatnonzero(predicted != y)
+    worst = wrong[np.argsort(-confidence[wrong], kind="stable")[:SHOWN_IMAGES]]
+    return TestView(
+        trial=trial,
+        accuracy=float(np.mean(predicted == y)),
+        confusion=confusion,
+        samples=[shown(k) for k in range(min(SHOWN_IMAGES, y.shape[0]))],
+        mistakes=[shown(k) for k in worst],
+    )
+
+
 @dataclass
 class StudyView:
     """Everything a report draws, gathered from the stores (see `gather`). Plain data: it can be
@@ -64,9 +124,12 @@ class StudyView:
     image_shape: tuple[int, ...]
     class_names: tuple[str, ...]
     test_accuracy: float | None = None
-    loss_timing: Mapping[str, float] | None = None
+    test_evaluations: list[tuple[int, float]] = field(default_factory=list)  # (trial, accuracy)
+    test: TestView | None = None
+    loss_timing: Mapping[str, Any] | None = None
     weights: dict[int, np.ndarray] = field(default_factory=dict)  # by trial number
-    histories: dict[int, list[float]] = field(default_factory=dict)  # val accuracy per epoch
+    # {trial: {metric: [value per epoch]}}: train_loss, train_accuracy, val_accuracy
+    histories: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     frozen: list[Any] = field(default_factory=list)  # Optuna's completed trials (importances)
     links: Mapping[str, str] = field(default_factory=dict)  # shown on the page: storage, runs
     stopped: str = ""  # why the study ended short of its target (its deadline), if it did
@@ -101,19 +164,23 @@ def gather(
     tracker: Tracker,
     *,
     weights: Mapping[int, np.ndarray] | None = None,
-    histories: Mapping[int, list[float]] | None = None,
+    data: Any = None,
     links: Mapping[str, str] | None = None,
 ) -> StudyView:
-    """A study's view from Optuna (trials, states, study attributes) and MLflow (weights and
-    per-epoch metrics of the trials a figure needs). `weights` and `histories` hold what the
-    caller still has in memory, by trial number; the rest is read from the runs."""
+    """A study's view from Optuna (trials, states, per-epoch histories, study attributes) and
+    MLflow (the weights the figures need). `weights` holds what the caller still has in memory,
+    by trial number; the rest is read from the runs. With `data` (the study's engine Dataset)
+    the tested trial's test predictions are drawn too."""
     from optuna.trial import TrialState
 
-    from .lifecycle import REASON_ATTR, RUN_ID_ATTR, Outcome, outcome_of
+    from .lifecycle import REASON_ATTR, RUN_ID_ATTR, Outcome, outcome_of, test_evaluations
+    from .sync import HISTORY_ATTR
 
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
     trials = []
+    stored_histories = {}
     for t in study.get_trials(deepcopy=False, states=states):
+        stored_histories[t.number] = t.user_attrs.get(HISTORY_ATTR) or {}
         outcome = outcome_of(t)
         if not set(PARAMS) <= t.params.keys() or outcome is Outcome.DUPLICATE:
             continue  # (a duplicate was never trained)
@@ -142,21 +209,27 @@ def gather(
         stopped=str(attrs.get("stopped", "")),
     )
     best = view.best
-    if best is not None and attrs.get("best_trial_for_test") == best.number:
-        view.test_accuracy = attrs.get("test_accuracy")
+    view.test_evaluations = test_evaluations(attrs)
+    tested = dict(view.test_evaluations)
+    if best is not None and best.number in tested:
+        view.test_accuracy = tested[best.number]
     for number in view.template_trials():
         found = (weights or {}).get(number)
         if found is None and run_ids.get(number):
             found = tracker.download_weights(run_ids[number])
         if found is not None:
             view.weights[number] = found
+    if data is not None and best is not None and view.test_accuracy is not None:
+        if best.number in view.weights:
+            view.test = test_view(best.number, view.weights[best.number], data)
     top, pruned = view.curve_trials()
     for shown in top + pruned:
-        curve = (histories or {}).get(shown.number)
-        if curve is None and shown.run_id:
-            curve = tracker.metric_history(shown.run_id, "val_accuracy")
-        if curve:
-            view.histories[shown.number] = curve
+        kept = stored_histories[shown.number]
+        stored = {k: list(kept[k]) for k in CURVE_METRICS if k in kept}
+        if not stored.get("val_accuracy") and shown.run_id:  # told before histories were kept
+            stored = {"val_accuracy": tracker.metric_history(shown.run_id, "val_accuracy")}
+        if stored.get("val_accuracy"):
+            view.histories[shown.number] = stored
     return view
 
 

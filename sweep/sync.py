@@ -32,6 +32,7 @@ __all__ = [
     "HISTORY_ATTR",
     "final_metrics",
     "history_attr",
+    "load_data",
     "record_of",
     "records",
     "retrain",
@@ -93,6 +94,17 @@ def records(study: optuna.Study) -> list[TrialRecord]:
     return [r for r in found if r is not None]
 
 
+def load_data(spec: StudySpec) -> engine.Dataset:
+    """The study's data, split and scaled as its trials saw it."""
+    return engine.load_dataset(
+        spec.dataset,
+        data_dir=spec.data_dir,
+        val_size=spec.val_size,
+        seed=spec.data_seed,
+        center=spec.center,
+    )
+
+
 def retrain(data: engine.Dataset, spec: StudySpec, trial: FrozenTrial) -> tuple[Any, str]:
     """The weights of a completed trial, trained again; and a note if they do not reproduce its
     stored validation accuracy."""
@@ -103,6 +115,7 @@ def retrain(data: engine.Dataset, spec: StudySpec, trial: FrozenTrial) -> tuple[
         epochs=spec.epochs,
         seed=spec.seed,
         loss=spec.loss,  # type: ignore[arg-type]
+        schedule=spec.lr_schedule,
     )
     weights: np.ndarray | None = result.weights
     if result.status != "completed" or weights is None:

@@ -55,3 +55,11 @@ def fashion() -> engine.Dataset:
     env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "SOFTSWEEP_OFFLINE")}
     with mock.patch.dict(os.environ, {**env, **_USER_ENV}, clear=True):
         return engine.load_dataset("fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def fashion_centred() -> engine.Dataset:
+    """The real Fashion-MNIST as the shipped studies load it: 5000 for validation, centred."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "SOFTSWEEP_OFFLINE")}
+    with mock.patch.dict(os.environ, {**env, **_USER_ENV}, clear=True):
+        return engine.load_dataset("fashion-mnist", val_size=5000, center=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -7,17 +8,36 @@ from click.testing import CliRunner
 from sweep.cli import main
 
 
-def test_check_prints_the_comparison_table(idx_folder: Path) -> None:
-    result = CliRunner().invoke(main, ["check", "--dataset", str(idx_folder), "--samples", "50"])
+def test_check_prints_the_course_sanity_checks(idx_folder: Path) -> None:
+    args = ["check", "--dataset", str(idx_folder), "--samples", "50", "--train-samples", "100"]
+    result = CliRunner().invoke(main, [*args, "--repeats", "3"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("tiny: 50 samples x 31 features (bias included), 3 classes")
-    assert lines[1].split() == ["loss", "value", "time", "(ms)", "speedup"]
-    naive, vectorized = lines[3].split(), lines[4].split()
-    assert naive[0] == "naive" and vectorized[0] == "vectorized"
-    assert naive[1] == vectorized[1]  # the same loss to 10 decimals
-    rel_error = float(lines[-1].split()[4])
-    assert rel_error < 1e-5
+    assert "BLAS threads: " in lines[0]
+    # Weights near 0 give every class 1/3: the initial loss is -log(1/3) = 1.0986.
+    initial = lines[2].split()
+    assert initial[:2] == ["initial", "loss"] and initial[-1] == "ok"
+    assert abs(float(initial[2]) - math.log(3)) < 0.01
+    assert "expected -log(1/3) = 1.0986" in lines[2]
+    naive = next(line for line in lines if line.startswith("naive (loops)")).split()
+    vectorized = next(line for line in lines if line.startswith("vectorized")).split()
+    assert naive[2] == vectorized[1]  # the same loss to 10 decimals
+    assert "(best of 3;" in " ".join(naive) and "(best of 15;" in " ".join(vectorized)
+    start = lines.index(
+        "gradient check (centred differences, h = 1e-5), the first entries checked:"
+    )
+    entries = lines[start + 3 : start + 8]
+    for entry in entries:  # W[row, col]  numerical  analytic  rel. error
+        cells = entry.split()
+        assert cells[0].startswith("W[") and float(cells[-1]) < 1e-5
+        assert abs(float(cells[2]) - float(cells[3])) < 1e-6
+    assert lines[start + 8].startswith("max rel. error over the 40 entries checked: ")
+    assert float(lines[start + 8].split()[-1]) < 1e-5
+    loop = next(line for line in lines if line.startswith("per-sample loop")).split()
+    matrix = next(line for line in lines if line.startswith("matrix (engine)")).split()
+    assert loop[-1] == matrix[-1]  # the same model: the same validation accuracy
+    assert lines[-1].startswith("the matrix kernel is ")
 
 
 def test_check_unknown_dataset_is_a_usage_error() -> None:

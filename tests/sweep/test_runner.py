@@ -70,9 +70,9 @@ def test_mlflow_holds_parent_and_one_child_per_trial(home: Path, data_folder: Pa
     parents = client.search_runs([experiment.experiment_id], "tags.`softsweep.role` = 'study'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert parents[0].data.params["sampler"] == "grid"
-    assert parents[0].data.metrics["test_accuracy"] == pytest.approx(
-        study.user_attrs["test_accuracy"]
-    )
+    ((tested, accuracy),) = study.user_attrs["test_evaluations"]  # the test set, used once
+    assert parents[0].data.metrics["test_accuracy"] == pytest.approx(accuracy)
+    assert tested == study.best_trial.number
     artifacts = [a.path for a in client.list_artifacts(parents[0].info.run_id)]
     assert "study.toml" in artifacts
     runs = trial_runs(home, "grid")
@@ -107,8 +107,7 @@ def test_test_accuracy_is_the_best_trials_weights_on_the_test_set(
     local = store(home).download_artifacts(best.user_attrs["mlflow_run_id"], "weights.npy")
     data = engine.load_dataset(data_folder, val_size=80, seed=0)
     expected = engine.accuracy(np.load(local), data.X_test, data.y_test)
-    assert study.user_attrs["test_accuracy"] == pytest.approx(expected)
-    assert study.user_attrs["best_trial_for_test"] == best.number
+    assert study.user_attrs["test_evaluations"] == [[best.number, pytest.approx(expected)]]
 
 
 def test_load_runs_matches_the_optuna_trials(home: Path) -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.spec import load_spec, parse_spec
+from sweep.spec import identity_differences, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +56,43 @@ def test_valid_spec_is_parsed_with_every_field() -> None:
     )
     assert spec.batch_size == (64, 256)
     assert spec.grid_size is None
+
+
+@pytest.mark.parametrize(
+    ("line", "described"),
+    [
+        ("", "constant"),
+        ('lr_schedule = "cosine"', "cosine(floor=0)"),
+        ('lr_schedule = { kind = "step", every = 3, gamma = 0.1 }', "step(every=3, gamma=0.1)"),
+        ('lr_schedule = { kind = "cosine", floor = 0.05 }', "cosine(floor=0.05)"),
+    ],
+)
+def test_the_learning_rate_schedule_is_a_study_setting(line: str, described: str) -> None:
+    spec = parse_spec(VALID.replace("epochs = 4", f"epochs = 4\n{line}"), "s.toml")
+    assert spec.lr_schedule.describe() == described
+    # It changes what every trial computes: part of the study's identity.
+    assert spec.identity()["lr_schedule"] == described
+
+
+def test_the_split_seed_defaults_to_the_study_seed() -> None:
+    spec = parse_spec(VALID, "s.toml")
+    assert (spec.split_seed, spec.data_seed) == (None, 3)
+    pinned = parse_spec(VALID.replace("val_size = 500", "val_size = 500\nsplit_seed = 0"))
+    assert pinned.data_seed == 0 and pinned.identity()["split_seed"] == "0"
+
+
+def test_a_study_made_before_a_setting_existed_had_its_old_behaviour() -> None:
+    # Stored by an older softsweep: no lr_schedule (constant) and no split_seed (the seed's).
+    old = parse_spec(VALID, "s.toml").identity()
+    del old["lr_schedule"], old["split_seed"]
+    assert identity_differences(old, parse_spec(VALID, "s.toml")) == []
+    changed = VALID.replace("val_size = 500", "val_size = 500\nsplit_seed = 0").replace(
+        "epochs = 4", 'epochs = 4\nlr_schedule = "cosine"'
+    )
+    assert identity_differences(old, parse_spec(changed, "s.toml")) == [
+        "split_seed: 3 -> 0",
+        "lr_schedule: constant -> cosine(floor=0)",
+    ]
 
 
 def test_grid_spec_counts_its_cells() -> None:
@@ -135,6 +172,22 @@ def test_grid_spec_counts_its_cells() -> None:
             r"\[train\] side_by_side must be 1 when loss = 'naive', got 8. The loop implementation",
         ),
         ('[data]\ndataset = "fashion-mnist"', "[data]", r"s.toml: \[data\] dataset is missing"),
+        (
+            "epochs = 4",
+            'epochs = 4\nlr_schedule = "linear"',
+            r"s.toml: \[train\] lr_schedule must be one of constant, step, cosine, or a table",
+        ),
+        (
+            "epochs = 4",
+            'epochs = 4\nlr_schedule = { kind = "cosine", gamma = 0.5 }',
+            r"\[train\] lr_schedule.gamma must be a setting of cosine \(its settings: floor\), "
+            "got 0.5",
+        ),
+        (
+            "epochs = 4",
+            'epochs = 4\nlr_schedule = { kind = "step", gamma = 2 }',
+            r"s.toml: \[train\] lr_schedule: schedule gamma must be a number in \(0, 1\], got 2",
+        ),
         ('name = "s"', 'name = "s', r"s.toml: not valid TOML"),
     ],
 )

@@ -1,9 +1,5 @@
-"""The report's figures, drawn with matplotlib: the only module that imports it.
-
-Each function takes plain data (a `StudyView` and what `studyview` computed from it) and returns
-a `matplotlib.figure.Figure`, built directly (no pyplot state, no display needed); `report.py`
-saves them.
-"""
+"""The study's figures: the heatmap, weight templates and gallery, learning curves, Optuna's
+history and importances, and the naive vs vectorized timings."""
 
 from __future__ import annotations
 
@@ -13,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .studyview import StudyView, TrialView, cell_axes, template_columns
+from ..studyview import CURVE_METRICS, StudyView, TrialView, cell_axes, template_columns
+from .base import _figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
-    "DPI",
     "curves_figure",
     "gallery_figure",
     "heatmap_figure",
@@ -29,7 +25,6 @@ __all__ = [
     "timing_figure",
 ]
 
-DPI = 100
 # How a cell without a completed trial is drawn: fill colour, hatch.
 MARKS = {
     "diverged": ("#f4c7c3", "///"),
@@ -40,21 +35,8 @@ MARKS = {
 }
 
 
-# -- figures -----------------------------------------------------------------------------------
-def _figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def _ink_on(rgba: tuple[float, ...]) -> str:
-    """Dark text on a light cell, white on a dark one (WCAG relative luminance)."""
-    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgba[:3]]
-    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-    return "#262626" if luminance > 0.408 else "white"
-
-
 def heatmap_figure(view: StudyView, cells: list[dict[str, Any]]) -> Figure:
+    import seaborn as sns
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.patches import Rectangle
@@ -93,21 +75,12 @@ def heatmap_figure(view: StudyView, cells: list[dict[str, Any]]) -> Figure:
                 ax.add_patch(
                     Rectangle((col, row), 1, 1, fill=False, edgecolor="#d62728", lw=3, zorder=5)
                 )
-        mesh = ax.pcolormesh(
-            np.ma.masked_invalid(grid), cmap=cmap, norm=norm, edgecolors="white", linewidth=0.5
-        )
-        for (row, col), note in np.ndenumerate(notes):
-            if note:
-                ax.text(
-                    col + 0.5,
-                    row + 0.5,
-                    note,
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color=_ink_on(mesh.cmap(norm(grid[row, col]))),
-                    in_layout=False,  # inside the axes: constrained layout need not measure it
-                )
+        # seaborn picks each value's ink for its cell's colour; cells without one are masked
+        # and drawn below with their state.
+        sns.heatmap(
+            grid, mask=np.isnan(grid), annot=notes, fmt="", cmap=cmap, vmin=vmin, vmax=vmax,
+            cbar=False, linewidths=0.5, linecolor="white", ax=ax, annot_kws={"fontsize": 7},
+        )  # fmt: skip
         for row, col, state, count in marks:
             colour, hatch = MARKS[state]
             ax.add_patch(
@@ -245,45 +218,63 @@ def gallery_figure(
     return fig
 
 
+CURVE_LABELS = {
+    "train_loss": "training loss",
+    "train_accuracy": "training accuracy",
+    "val_accuracy": "validation accuracy",
+}
+
+
 def curves_figure(
-    view: StudyView, top: list[TrialView], faded: list[TrialView], curves: dict[int, list[float]]
+    view: StudyView,
+    top: list[TrialView],
+    faded: list[TrialView],
+    curves: Mapping[int, Mapping[str, list[float]]],
 ) -> Figure:
-    from matplotlib import colormaps
+    """Loss, training and validation accuracy per epoch of the top trials (seaborn, from a
+    long-format frame); pruned trials faded in the validation panel; the legend below."""
+    import pandas as pd
+    import seaborn as sns
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(7.5, 4.2)
-    ax = fig.subplots()
-    for t in faded:
-        if t.number in curves:
-            ys = curves[t.number]
-            ax.plot(range(1, len(ys) + 1), ys, color="#9e9e9e", alpha=0.35, lw=1)
-    tab10 = colormaps["tab10"]
-    palette = [tab10(k) for k in range(tab10.N)]
-    for colour, t in zip(palette, top, strict=False):
-        if t.number in curves:
-            ys = curves[t.number]
-            ax.plot(
-                range(1, len(ys) + 1),
-                ys,
-                color=colour,
-                lw=1.8,
-                marker="o",
-                ms=3,
-                label=f"#{t.number} {t.describe()} ({t.value:.4f})",
-            )
-    if faded:
-        ax.plot([], [], color="#9e9e9e", alpha=0.5, label=f"pruned ({len(faded)} trials)")
-    shown = [v for t in top if t.number in curves for v in curves[t.number] if math.isfinite(v)]
-    if shown:  # frame the top trials; faded curves below them are cut off
-        low, high = min(shown), max(shown)
-        margin = max(0.01, 0.1 * (high - low))
-        ax.set_ylim(low - margin, high + margin)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(f"{view.spec.name}: learning curves of the top {len(top)} trials", fontsize=10)
+    rows = [
+        (f"#{t.number} {t.describe()} ({t.value:.4f})", epoch, metric, value)
+        for t in top
+        for metric, values in curves.get(t.number, {}).items()
+        for epoch, value in enumerate(values, start=1)
+        if math.isfinite(value)
+    ]
+    frame = pd.DataFrame(rows, columns=["trial", "epoch", "metric", "value"])
+    order = list(dict.fromkeys(frame["trial"]))
+    fig = _figure(11.0, 4.8)
+    axes = fig.subplots(1, 3)
+    for ax, metric in zip(axes, CURVE_METRICS, strict=True):
+        if metric == "val_accuracy":
+            for t in faded:
+                ys = curves.get(t.number, {}).get(metric, [])
+                ax.plot(range(1, len(ys) + 1), ys, color="#9e9e9e", alpha=0.35, lw=1)
+        shown = frame[frame["metric"] == metric]
+        if not shown.empty:
+            sns.lineplot(
+                shown, x="epoch", y="value", hue="trial", hue_order=order, palette="tab10",
+                marker="o", markersize=3.5, linewidth=1.6, ax=ax, legend=metric == "val_accuracy",
+            )  # fmt: skip
+            low, high = shown["value"].min(), shown["value"].max()
+            margin = max(0.005, 0.1 * (high - low))  # frames the top trials; faded ones cut
+            ax.set_ylim(low - margin, high + margin)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(CURVE_LABELS[metric])
+        ax.grid(alpha=0.3)
+    legend = axes[2].get_legend()
+    if legend is not None:  # below the panels: a legend inside would hide curves
+        handles, labels = axes[2].get_legend_handles_labels()
+        legend.remove()
+        if faded:
+            (grey,) = axes[2].plot([], [], color="#9e9e9e", alpha=0.5)
+            handles, labels = [*handles, grey], [*labels, f"pruned ({len(faded)} trials)"]
+        fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7.5)
+    fig.suptitle(f"{view.spec.name}: learning curves of the top {len(top)} trials", fontsize=11)
     return fig
 
 
@@ -301,8 +292,8 @@ def history_figure(view: StudyView) -> Figure:
     ax.set_xlabel("trial")
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("Optimization history (completed trials)", fontsize=10)
+    fig.legend(loc="outside upper right", ncols=2, fontsize=8)  # outside: never over a point
+    fig.suptitle("Optimization history (completed trials)", fontsize=10, x=0.3)
     return fig
 
 
@@ -318,21 +309,60 @@ def importances_figure(importances: Mapping[str, float]) -> Figure:
     return fig
 
 
-def timing_figure(timing: Mapping[str, float]) -> Figure:
-    fig = _figure(6.0, 2.2)
-    ax = fig.subplots()
-    names = ["naive (Python loops)", "vectorized (NumPy)"]
-    times = [timing["naive_s"] * 1e3, timing["vectorized_s"] * 1e3]
-    bars = ax.barh(names, times, color=["#ff7f0e", "#2ca02c"])
-    ax.bar_label(bars, labels=[f"{v:.3g} ms" for v in times], fontsize=8, padding=2)
+def _runs(timing: Mapping[str, Any], key: str) -> list[float]:
+    """A timing's runs (a study from before runs were kept has only its one `<name>_s`)."""
+    return list(timing.get(f"{key}_runs") or [timing[f"{key}_s"]])
+
+
+def _timed_bars(ax: Any, names: list[str], runs: list[list[float]], unit: str, scale: float) -> str:
+    """Horizontal bars at each best run, a whisker to the slowest; returns the speedup text."""
+    best = [min(r) * scale for r in runs]
+    worst = [max(r) * scale for r in runs]
+    ax.barh(names, best, color=["#ff7f0e", "#2ca02c"][: len(names)])
+    above = [w - b for w, b in zip(worst, best, strict=True)]
+    ax.errorbar(best, names, xerr=[[0.0] * len(best), above], fmt="none", ecolor="#444", capsize=3)
+    for y, (b, w, r) in enumerate(zip(best, worst, runs, strict=True)):  # right of the whisker
+        ax.text(w * 1.25, y, f"{b:.3g} {unit}, best of {len(r)} (slowest {w:.3g})",
+                va="center", fontsize=8)  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlim(min(times) / 2, max(times) * 6)
+    ax.set_xlim(min(best) / 2, max(worst) * 60)
     ax.invert_yaxis()
-    ax.set_xlabel("time per loss + gradient (ms, log scale)")
-    ax.set_title(
-        f"Vectorized is {timing['naive_s'] / timing['vectorized_s']:.0f}x faster\n"
+    if min(len(r) for r in runs) < 3:  # one sample is no measurement: no headline from it
+        return "too few runs to compare"
+    return f"{best[0] / best[1]:.0f}x faster (best runs)"
+
+
+def timing_figure(timing: Mapping[str, Any]) -> Figure:
+    """Naive vs vectorized: loss + gradient, and (when measured) one training epoch; bars at
+    the best run with a whisker to the slowest, the thread count in the title."""
+    train = timing.get("train")
+    fig = _figure(6.5, 2.4 if train is None else 4.4)
+    axes = fig.subplots(1 if train is None else 2, 1, squeeze=False)[:, 0]
+    loss_runs = [_runs(timing, "naive"), _runs(timing, "vectorized")]
+    headline = _timed_bars(
+        axes[0], ["naive (Python loops)", "vectorized (NumPy)"], loss_runs, "ms", 1e3
+    )
+    axes[0].set_xlabel("loss + gradient (ms, log scale; whisker: slowest run)")
+    axes[0].set_title(
+        f"Loss + gradient: vectorized is {headline}\n"
         f"({int(timing['n_samples'])} samples x {int(timing['n_features'])} features, "
         f"{int(timing['n_classes'])} classes, float64)",
         fontsize=9,
     )
+    if train is not None:
+        epoch_runs = [_runs(train, "loop"), _runs(train, "matrix")]
+        names = [
+            f"per-sample loop\nval acc {train['loop_val_accuracy']:.4f}",
+            f"matrix (engine)\nval acc {train['matrix_val_accuracy']:.4f}",
+        ]
+        headline = _timed_bars(axes[1], names, epoch_runs, "s", 1.0)
+        axes[1].set_xlabel("one SGD epoch (s, log scale; whisker: slowest run)")
+        axes[1].set_title(
+            f"Training: the matrix kernel is {headline}\n"
+            f"({int(train['n_samples'])} examples, batch {int(train['batch_size'])}, "
+            "the same model)",
+            fontsize=9,
+        )
+    if timing.get("threads"):
+        fig.suptitle(f"BLAS threads: {timing['threads']}", fontsize=8, color="#555")
     return fig

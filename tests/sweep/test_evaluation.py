@@ -1,0 +1,101 @@
+"""The test set, looked at once per study: the tested trial's accuracy, confusion matrix and
+predictions come from one evaluation, and a resumed study that finds a new best says the test
+set has now been used twice, and for which trials."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+import engine
+from tests.helpers import run_spec, spec_text, write_idx_dataset
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_idx_dataset(tmp_path_factory.mktemp("data") / "blobs", n_train=400, n_test=150)
+
+
+def test_the_test_figures_come_from_the_tested_trials_one_evaluation(
+    tmp_path: Path, blobs: Path
+) -> None:
+    text = spec_text("ev", blobs, lr="{ values = [0.03, 0.3] }", reg="{ values = [0.0] }",
+                     batch="[16]", side_by_side=2)  # fmt: skip
+    outcome = run_spec(text, tmp_path / "home", "ev.toml")
+    folder = outcome.report_dir
+    report = json.loads((folder / "report.json").read_text())
+    best = outcome.closing.best_trial
+    assert report["test_evaluations"] == [[best, outcome.test_accuracy]]
+    # Oracle: the best trial's configuration trained again (deterministic for the seed), its
+    # test predictions computed here with a plain softmax.
+    data = engine.load_dataset(blobs, val_size=80, seed=0)
+    params = outcome.closing.best_params
+    (model,) = engine.train_many(
+        data, [(params["learning_rate"], params["reg"])], batch_size=16, epochs=3, seed=0
+    )
+    scores = data.X_test @ model.weights[:-1] + model.weights[-1]
+    probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    predicted = probs.argmax(axis=1)
+    confusion = np.zeros((3, 3), dtype=int)
+    for true, guess in zip(data.y_test, predicted, strict=True):
+        confusion[true, guess] += 1
+    test = report["test"]
+    assert test["trial"] == best
+    assert np.array_equal(test["confusion"], confusion)
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(outcome.test_accuracy)
+    assert [s["index"] for s in test["samples"]] == list(range(16))
+    assert [s["predicted"] for s in test["samples"]] == predicted[:16].tolist()
+    mistakes = test["mistakes"]
+    wrong = np.flatnonzero(predicted != data.y_test)
+    assert len(mistakes) == min(16, wrong.size)
+    assert all(m["true"] != m["predicted"] for m in mistakes)
+    confidences = [m["confidence"] for m in mistakes]
+    assert confidences == sorted(confidences, reverse=True)  # the most confident first
+    if wrong.size > len(mistakes):  # and no mistake left out was more confident
+        shown = {m["index"] for m in mistakes}
+        rest = [probs[k].max() for k in wrong if k not in shown]
+        assert max(rest) <= min(confidences) + 1e-4
+    for name in ("confusion.png", "predictions.png"):
+        assert (folder / name).stat().st_size > 5000
+    page = (folder / "index.html").read_text()
+    assert "(best trial, evaluated once)" in page
+
+
+def test_a_resumed_study_with_a_new_best_says_the_test_set_was_used_twice(
+    tmp_path: Path, blobs: Path
+) -> None:
+    home = tmp_path / "home"
+
+    def text(n_trials: int) -> str:
+        # Grid cells are trained in order: lr 1e-4 first (hardly moves in one epoch), then 1.0.
+        return spec_text("twice", blobs, lr="{ values = [0.0001, 1.0] }", reg="{ values = [0.0] }",
+                         batch="[16]", epochs=1, n_trials=n_trials, side_by_side=1)  # fmt: skip
+
+    first = run_spec(text(1), home, "twice.toml")
+    second = run_spec(text(2), home, "twice.toml")
+    assert second.closing.best_trial != first.closing.best_trial
+    tested = [(first.closing.best_trial, first.test_accuracy),
+              (second.closing.best_trial, second.test_accuracy)]  # fmt: skip
+    assert second.closing.test_evaluations == tested
+    assert f"the test set has now been used 2 times: #{tested[0][0]}, #{tested[1][0]}" in (
+        second.summary()
+    )
+    again = run_spec(text(2), home, "twice.toml")  # the same best: read back, not evaluated
+    assert again.closing.test_evaluations == tested
+    report = json.loads((again.report_dir / "report.json").read_text())
+    assert report["test_evaluations"] == [list(pair) for pair in tested]
+    assert any("evaluated 2 times" in note for note in report["notes"])
+    page = (again.report_dir / "index.html").read_text()
+    assert "the test set used 2 times" in page
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("twice")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.`softsweep.role` = 'study'")
+    assert run.data.metrics["test_evaluations"] == 2
+    assert run.data.tags["softsweep.test_evaluations"].startswith(
+        f"2: trial #{tested[0][0]} ({tested[0][1]:.4f}), trial #{tested[1][0]}"
+    )
