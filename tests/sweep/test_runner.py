@@ -3,6 +3,7 @@ temporary home folder, on tiny IDX data the tests write."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -155,6 +156,27 @@ def test_divergent_trial_fails_with_its_reason_and_the_sweep_goes_on(
     assert run_.data.tags["softsweep.outcome"] == "diverged"
     assert run_.data.tags["mlflow.note.content"] == bad.user_attrs["fail_reason"]  # its description
     assert bad.user_attrs["outcome"] == "diverged"
+
+
+def test_an_overflow_on_the_last_update_of_the_last_epoch_fails_the_trial_with_no_inf_stored(
+    home: Path, data_folder: Path
+) -> None:
+    # One full-batch update per epoch, 1 epoch, 1 - 2*lr*reg ~ -2e40: the only update's loss
+    # is finite, and the weights it writes are not. Nothing of that trial may reach a store.
+    text = spec_text("edge", data_folder, lr="{ values = [0.3, 1e20] }",
+                     reg="{ values = [1e20] }", batch="[320]", epochs=1)  # fmt: skip
+    run(text, home)
+    trials = {t.params["learning_rate"]: t for t in load(home, "edge").trials}
+    bad = trials[1e20]
+    assert bad.state == TrialState.FAIL and bad.user_attrs["outcome"] == "diverged"
+    assert bad.user_attrs["fail_reason"] == (
+        "diverged at epoch 1: non-finite weights after the epoch's last update"
+    )
+    assert not bad.user_attrs["history"]["val_accuracy"]  # no epoch of it was kept
+    for number, run_ in trial_runs(home, "edge").items():
+        assert all(math.isfinite(v) for v in run_.data.metrics.values()), number
+        artifacts = {a.path for a in store(home).list_artifacts(run_.info.run_id)}
+        assert ("weights.npy" in artifacts) == (number != bad.number)
 
 
 def test_resume_continues_to_the_target_without_rerunning(home: Path, data_folder: Path) -> None:
