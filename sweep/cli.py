@@ -2,64 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
+from . import browse
+from .cliutil import EXIT_FAILURE, EXIT_USAGE, fail, friendly_errors, stores
 
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-def _fail(message: str, code: int) -> None:
-    """One paragraph on stderr, and the exit code. No password of a store URL given on the
-    command line (or in the environment) appears in it, whatever a driver's error quoted."""
-    from .home import scrub
-
-    ctx = click.get_current_context(silent=True)
-    given = dict(ctx.params) if ctx is not None else {}
-    urls = [given.get("storage"), given.get("tracking_uri")]
-    urls += [os.environ.get("SOFTSWEEP_STORAGE"), os.environ.get("SOFTSWEEP_TRACKING_URI")]
-    message = scrub(message, *urls)
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "entry", "main"]
 
 
-def friendly_errors(fn: F) -> F:
-    """Turn bad input into one paragraph and exit code 2 instead of a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, TypeError, FileNotFoundError) as exc:
-            _fail(str(exc), EXIT_USAGE)
-        except RuntimeError as exc:
-            _fail(str(exc), EXIT_FAILURE)
-        except OSError as exc:  # a file softsweep had to write: read-only, full, gone
-            where = f" ({exc.filename})" if exc.filename else ""
-            _fail(
-                f"softsweep cannot write{where}: {exc.strerror or exc}. Point --home at a "
-                "folder with room that you can write to, or free some space.",
-                EXIT_FAILURE,
-            )
-
-    return wrapper  # type: ignore[return-value]
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="softsweep", message="%(prog)s (softsweep) %(version)s")
 def main() -> None:
     """softsweep: hyperparameter sweeps and experiment tracking for softmax classifiers."""
 
 
-@main.command()
+@main.command(short_help="Sanity checks: initial loss, gradients, naive vs vectorized.")
 @click.option(
     "--dataset",
     default="fashion-mnist",
@@ -104,32 +67,6 @@ def check(
     )
 
 
-_HOME = click.option(
-    "--home",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Folder of the embedded stores and reports [default: $SOFTSWEEP_HOME or ./.softsweep].",
-)
-_STORAGE = click.option(
-    "--storage",
-    default=None,
-    envvar="SOFTSWEEP_STORAGE",
-    help="Optuna storage URL, e.g. postgresql+psycopg2://user:pw@host/db [env: "
-    "SOFTSWEEP_STORAGE, which keeps a password out of the process list].",
-)
-_TRACKING = click.option(
-    "--tracking-uri",
-    default=None,
-    envvar="SOFTSWEEP_TRACKING_URI",
-    help="MLflow tracking URI, e.g. http://127.0.0.1:5000 [env: SOFTSWEEP_TRACKING_URI].",
-)
-
-
-def _stores(command: F) -> F:
-    """--home, --storage and --tracking-uri: where a study's stores are."""
-    return _HOME(_STORAGE(_TRACKING(command)))  # type: ignore[no-any-return]
-
-
 _HEARTBEAT = click.option(
     "--heartbeat",
     type=click.IntRange(min=1),
@@ -139,9 +76,23 @@ _HEARTBEAT = click.option(
 )
 
 
-@main.command()
+_N_TRIALS = click.option(
+    "--n-trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="The study's target number of trials, instead of the file's n_trials.",
+)
+_TIMEOUT = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many seconds, instead of the file's timeout_s.",
+)
+
+
+@main.command(short_help="Run or resume a study until it has n_trials trials.")
 @click.argument("study_file", type=click.Path(path_type=Path))
-@_stores
+@stores
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -150,6 +101,9 @@ _HEARTBEAT = click.option(
     help="Local worker processes sharing the study (embedded store or --storage).",
 )
 @_HEARTBEAT
+@_N_TRIALS
+@_TIMEOUT
+@click.option("--verbose", "-v", is_flag=True, help="Also say where the sweep's time went.")
 @friendly_errors
 def run(
     study_file: Path,
@@ -158,14 +112,20 @@ def run(
     tracking_uri: str | None,
     workers: int,
     heartbeat: int | None,
+    n_trials: int | None,
+    timeout: float | None,
+    verbose: bool,
 ) -> None:
-    """Run (or resume) the study described by STUDY_FILE until it has n_trials trials."""
-    _sweep(study_file, home, storage, tracking_uri, heartbeat, workers=workers, finish="always")
+    """Run (or resume) the study of STUDY_FILE until it has n_trials trials."""
+    _sweep(
+        study_file, home, storage, tracking_uri, heartbeat, workers=workers, finish="always",
+        overrides={"n_trials": n_trials, "timeout_s": timeout}, verbose=verbose,
+    )  # fmt: skip
 
 
-@main.command()
+@main.command(short_help="Work on a shared study (PostgreSQL, MLflow server).")
 @click.argument("study_file", type=click.Path(path_type=Path))
-@_stores
+@stores
 @_HEARTBEAT
 @click.option(
     "--finish",
@@ -175,6 +135,8 @@ def run(
     help="Whether this worker closes the study (test accuracy, report) when it is the last.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@_N_TRIALS
+@_TIMEOUT
 @friendly_errors
 def worker(
     study_file: Path,
@@ -184,6 +146,8 @@ def worker(
     heartbeat: int | None,
     finish: str,
     quiet: bool,
+    n_trials: int | None,
+    timeout: float | None,
 ) -> None:
     """Join (or create) the study of STUDY_FILE and work on it until its target is reached.
 
@@ -191,12 +155,15 @@ def worker(
     e.g. PostgreSQL) and --tracking-uri (an MLflow server). A worker killed mid-trial is noticed
     by the others through its missing heartbeats; its trial is failed and run again.
     """
-    _sweep(study_file, home, storage, tracking_uri, heartbeat, finish=finish, quiet=quiet)
+    _sweep(
+        study_file, home, storage, tracking_uri, heartbeat, finish=finish, quiet=quiet,
+        overrides={"n_trials": n_trials, "timeout_s": timeout},
+    )  # fmt: skip
 
 
-@main.command()
+@main.command(short_help="Create a study (and queue its grid), then exit.")
 @click.argument("study_file", type=click.Path(path_type=Path))
-@_stores
+@stores
 @friendly_errors
 def create(
     study_file: Path, home: Path | None, storage: str | None, tracking_uri: str | None
@@ -228,7 +195,11 @@ def _sweep(
     workers: int = 1,
     finish: str = "always",
     quiet: bool = False,
+    overrides: dict[str, Any] | None = None,
+    verbose: bool = False,
 ) -> None:
+    import dataclasses
+
     from tqdm import tqdm
 
     from .home import Home
@@ -240,26 +211,31 @@ def _sweep(
 
     die_with_parent()  # a worker started by `sweep run --workers N` stops with it
     spec = load_spec(study_file)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    spec = dataclasses.replace(spec, **given) if given else spec
     where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri)
     bar: list[Any] = []
+    per_trial = spec.epochs
 
     def on_start(done: int, target: int) -> None:
-        if not quiet:
+        if not quiet:  # trial-epochs: the bar moves every epoch of every model in training
             bar.append(
                 tqdm(
-                    total=target,
-                    initial=done,
+                    total=target * per_trial,
+                    initial=done * per_trial,
                     desc=spec.name,
-                    unit="trial",
+                    unit="epoch",
                     dynamic_ncols=True,
                     file=sys.stderr,
                 )
             )
+            bar.append(target)
 
-    def on_progress(done: int, best: float | None, note: str) -> None:
+    def on_progress(done: int, best: float | None, note: str, epochs: int) -> None:
         if bar:
-            bar[0].n = done
-            shown = [f"best val acc {best:.4f}"] if best is not None else []
+            bar[0].n = min(done * per_trial + epochs, bar[0].total)
+            shown = [f"{done}/{bar[1]} trials"]
+            shown += [f"best val acc {best:.4f}"] if best is not None else []
             bar[0].set_postfix_str(", ".join([*shown, note] if note else shown), refresh=False)
             bar[0].refresh()
 
@@ -288,7 +264,7 @@ def _sweep(
             bar[0].close()
     if quiet:
         return
-    click.echo(outcome.summary())
+    click.echo(outcome.summary(verbose))
     if outcome.closing is None:  # a worker: the last one closes the study
         return
     for note in outcome.report_notes:
@@ -304,116 +280,11 @@ def _sweep(
         )
     problem = outcome.problem(str(study_file))
     if problem is not None:
-        _fail(*problem)
+        fail(*problem)
 
 
-@main.command()
-@click.argument("study")
-@_stores
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Also write the table to this CSV file.",
-)
-@friendly_errors
-def runs(
-    study: str,
-    home: Path | None,
-    storage: str | None,
-    tracking_uri: str | None,
-    csv_path: Path | None,
-) -> None:
-    """One row per trial of STUDY: params, metrics, state, durations (best first)."""
-    from .compare import load_runs
-
-    frame = load_runs(study, home=home, tracking_uri=tracking_uri, storage=storage)
-    if csv_path is not None:
-        frame.to_csv(csv_path, index=False)
-    if frame.empty:
-        click.echo(f"study {study!r} has no trials yet: `sweep run` on its study file starts it.")
-        return
-    shown = frame.drop(columns=["run_id"]).copy()
-    shown["fail_reason"] = shown["fail_reason"].str.slice(0, 40)
-    click.echo(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
-
-
-@main.command()
-@click.argument("study")
-@_stores
-@friendly_errors
-def report(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
-    """Rebuild the report of STUDY from its stored trials and runs (no training)."""
-    from .closing import redraw_report
-    from .home import Home
-
-    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
-    written, tracker, has_best = redraw_report(study, where)
-    for path in written.files:
-        click.echo(str(path))
-    for note in written.notes:
-        click.echo(f"note: {note}", err=True)
-    for problem in tracker.errors:
-        click.echo(f"warning: {problem}", err=True)
-    click.echo(
-        f"open {written.index} in a browser"
-        + (
-            "; the files are also artifacts of the study's MLflow run (reports/)"
-            if tracker.parent_id
-            else ""
-        )
-    )
-    if not has_best:
-        _fail(
-            f"study {study!r} has no completed trial: the report holds only the heatmap of "
-            f"why its trials ended. See `sweep runs {study}` for the reasons.",
-            EXIT_FAILURE,
-        )
-
-
-@main.command()
-@click.argument("study")
-@_stores
-@friendly_errors
-def sync(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
-    """Make MLflow agree with Optuna for STUDY: runs made or completed from the trials."""
-    from .home import Home
-    from .sync import sync_study
-
-    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
-    done = sync_study(study, where)
-    click.echo(
-        f"study {study!r}: {len(done.run_ids)} trial runs in MLflow; {done.created} made and "
-        f"{done.completed} completed now from Optuna."
-    )
-
-
-@main.command()
-@_HOME
-@click.option("--port", default=5000, show_default=True)
-@friendly_errors
-def ui(home: Path | None, port: int) -> None:
-    """Open the MLflow UI on the home folder's store, bound to 127.0.0.1."""
-    from .home import Home
-
-    where = Home.resolve(home, create=False)
-    if not (where.folder / "mlflow.db").is_file():
-        raise FileNotFoundError(
-            f"No MLflow store in {where.folder} (mlflow.db is missing). Run `sweep run "
-            "STUDY.toml` first, or pass the --home that the sweep used."
-        )
-    from .processes import serve_ui
-    from .tracking import study_experiments
-
-    base = f"http://127.0.0.1:{port}"
-    click.echo(f"MLflow UI: {base}  (Ctrl-C to stop)")
-    for name, experiment_id in sorted(study_experiments(where.tracking_uri).items()):
-        # MLflow 3.17's UI opens in its GenAI view unless the link asks for model training.
-        click.echo(
-            f"  {name}: {base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-        )
-    sys.exit(serve_ui(where.tracking_uri, port))
+for command in (browse.studies, browse.runs, browse.report, browse.sync, browse.ui, browse.delete):
+    main.add_command(command)
 
 
 def entry() -> None:

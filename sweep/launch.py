@@ -123,8 +123,9 @@ class StudyOutcome:
             )
         return None
 
-    def summary(self) -> str:
-        """What `sweep run` prints at the end: the result first, then where things are."""
+    def summary(self, verbose: bool = False) -> str:
+        """What `sweep run` prints at the end: the result first, then where things are; with
+        `verbose`, where the sweep's time went too."""
         closing = self.closing
         if closing is None:
             return (
@@ -161,8 +162,8 @@ class StudyOutcome:
         ]
         if self.deadline:
             rows.append(["stopped", f"at its deadline: {self.done} of {self.target} trials"])
-        rows += [
-            ["wall time", f"{self.wall_s:.1f} s (training {self.session.train_s:.1f} s)"],
+        rows.append(["wall time", f"{self.wall_s:.1f} s (training {self.session.train_s:.1f} s)"])
+        timing = [
             [
                 "tracking",
                 f"{self.tracking_s / n_track * 1e3:.1f} ms/trial waited, "
@@ -176,6 +177,9 @@ class StudyOutcome:
                 if n_track
                 else "n/a (no trial run now)",
             ],
+        ]
+        rows += timing if verbose else []
+        rows += [
             ["optuna storage", self.home.shown_storage],
             ["mlflow tracking", self.home.shown_tracking_uri],
         ]
@@ -298,7 +302,7 @@ def run_study(
                 outcome.untracked = len(tracker.untracked) or len(finished)
                 outcome.tracking_down = tracker.down or (tracker.errors or ["no answer"])[-1]
             if on_progress is not None:
-                on_progress(end.done, end.best_value, "")
+                on_progress(end.done, end.best_value, "", 0)
             others = end.running or (end.waiting and not session.deadline)
             if finish == "always" or (finish == "last" and not others):
                 stopped = (

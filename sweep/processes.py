@@ -72,7 +72,7 @@ def run_workers(
     n: int,
     heartbeat_s: int,
     study: optuna.Study,
-    on_progress: Callable[[int, float | None, str], None] | None,
+    on_progress: Callable[[int, float | None, str, int], None] | None,
 ) -> list[str]:
     """Start `n` workers on the study's stores and wait for them, showing progress. A worker
     that dies is a warning (returned) when the others take back its trials and reach the
@@ -89,7 +89,10 @@ def run_workers(
     command = [
         sys.executable, "-m", "sweep", "worker", spec.source, "--home", str(home.folder),
         "--heartbeat", str(heartbeat_s), "--finish", "never", "--quiet",
+        "--n-trials", str(spec.n_trials),  # the file's, or `sweep run --n-trials`
     ]  # fmt: skip
+    if spec.timeout_s is not None:
+        command += ["--timeout", str(spec.timeout_s)]
     logs: list[IO[bytes]] = []
     children: list[subprocess.Popen[bytes]] = []
     try:
@@ -102,7 +105,7 @@ def run_workers(
             time.sleep(0.5)
             if on_progress is not None:
                 now = progress(study, spec.grid_size is not None)
-                on_progress(now.done, now.best_value, "")
+                on_progress(now.done, now.best_value, "", 0)
     finally:
         _stop(children)
         failed = [(c, log) for c, log in zip(children, logs, strict=False) if c.returncode]

@@ -33,13 +33,14 @@ from .lifecycle import OWNER_ATTR, RUN_ID_ATTR, Interrupts, Outcome, checkpoint,
 from .space import distributions
 from .spec import StudySpec
 from .study import Heartbeat, enqueue_missing, progress, reclaim, retry
-from .sync import HISTORY_ATTR, final_metrics, history_attr
+from .sync import HISTORY_ATTR, final_metrics, history_attr, run_info
 from .tracker import Tracker
 from .tracking import TrialRecord
 
 __all__ = ["Finished", "Runner", "Session"]
 
-OnProgress = Callable[[int, float | None, str], None]  # done, best value, a note
+# trials done, best value, a note, epochs trained so far by the trials in flight
+OnProgress = Callable[[int, float | None, str, int], None]
 ABANDON_WAIT_S = 10.0  # how long an interrupted sweep waits for a run it is closing
 STORAGE_WAIT_S = 60.0  # how long a tell waits for an Optuna storage that went away
 
@@ -99,6 +100,7 @@ class Runner:
         self.session = Session()
         self.in_flight: dict[int, Trial] = {}  # asked and registered, not yet told
         self.runs: dict[int, Future[str]] = {}  # their MLflow runs, being created
+        self._shown: tuple[int, float | None, str, int] = (0, None, "", 0)
         self.deadline_at: float | None = None
         # A database server can restart (its errors are waited out, up to STORAGE_WAIT_S); a
         # local SQLite file's errors (a full disk) are not a restart to wait for.
@@ -140,10 +142,11 @@ class Runner:
             close_run=self.tracker.fail_trial_runs,
         )  # fmt: skip
         now = progress(self.study, self.grid)
+        behind = len(self.tracker.untracked)
+        note = f"tracking behind: {behind} runs (MLflow: {self.tracker.down})" if behind else ""
+        self._shown = (now.done, now.best_value, note, 0)  # what the bar shows this round
         if self.on_progress is not None:
-            behind = len(self.tracker.untracked)
-            note = f"tracking behind: {behind} runs (MLflow: {self.tracker.down})" if behind else ""
-            self.on_progress(now.done, now.best_value, note)
+            self.on_progress(*self._shown)
         if now.done >= self.spec.target:
             return False
         if self._past_deadline():
@@ -210,6 +213,12 @@ class Runner:
 
         def on_epoch(epoch: int, per_model: Mapping[int, Mapping[str, float]]) -> list[int]:
             checkpoint("training")
+            numbers = {group[k].number: m for k, m in per_model.items()}
+            self.tracker.log_epoch(self.runs, numbers, epoch)  # live curves; never waits
+            if self.on_progress is not None:  # the bar moves every epoch, not every group
+                done, best, note, epochs = self._shown
+                self._shown = (done, best, note, epochs + len(per_model))
+                self.on_progress(*self._shown)
             stop = []
             for k, metrics in per_model.items():
                 if spec.pruner != "none":
@@ -251,15 +260,18 @@ class Runner:
                     del self.runs[trial.number]
                     weights = result.weights if result is not None else None
                     keep = weights if outcome is Outcome.COMPLETE else None
+                    sizes = [len(group), group_s]
                     record = TrialRecord(
-                        trial.number, outcome, trial.params, history,
-                        final_metrics(history, [len(group), group_s]), reason=reason, weights=keep,
+                        trial.number, outcome, trial.params, history, final_metrics(history, sizes),
+                        info=run_info(history, sizes), reason=reason, weights=keep,
                     )  # fmt: skip
                     records.append((run_id or run, record))
                     self.session.trials.append(Finished(trial.number, outcome, value, keep))
         finally:
             # Handed to the tracker once every trial is told (its thread would otherwise share
-            # the GIL with the tells), and even when an interrupt follows the tells.
+            # the GIL with the tells), and even when an interrupt follows the tells. The
+            # finishes write the epochs that live logging had not handed over yet.
+            self.tracker.drop_live()
             for handle, record in records:
                 self.tracker.finish_trial(handle, record)
         checkpoint("finishing")

@@ -56,6 +56,7 @@ for _experimental in (
     "Argument ``heartbeat_interval`` is an experimental",
     "Argument ``grace_period`` is an experimental",
     "Argument ``heartbeat_stale_trial_callback`` is an experimental",
+    ".*set_metric_names is experimental",
 ):
     warnings.filterwarnings("ignore", message=_experimental)
 
@@ -165,6 +166,8 @@ def open_study(
         raise  # already one paragraph (check_sqlite_file)
     except Exception as exc:  # the driver's errors: SQLAlchemy's OperationalError and friends
         raise _storage_error(home.storage, exc) from None
+    if study.metric_names is None:  # optuna-dashboard and `optuna` commands show the name
+        study.set_metric_names(["val_accuracy"])
     stored = study.user_attrs.get("identity")
     if stored is None and study.user_attrs.get("spec_toml"):  # made by an earlier softsweep
         from .spec import parse_spec

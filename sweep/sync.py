@@ -36,6 +36,7 @@ __all__ = [
     "record_of",
     "records",
     "retrain",
+    "run_info",
     "sync_study",
 ]
 
@@ -49,19 +50,23 @@ def history_attr(history: Sequence[Mapping[str, float]]) -> dict[str, list[float
 
 
 def final_metrics(history: Sequence[Mapping[str, float]], group: Sequence[float]) -> dict:
-    """The run's one-value metrics, from its history (what the runner logs at the tell)."""
-    final: dict[str, float] = {}
+    """The run's one-value metric (the best epoch's validation accuracy) and, as tags, its
+    bookkeeping (epochs run, training time, the group it trained in): not charted metrics."""
+    if not history:
+        return {}
+    return {"best_val_accuracy": max(h["val_accuracy"] for h in history)}
+
+
+def run_info(history: Sequence[Mapping[str, float]], group: Sequence[float]) -> dict[str, str]:
+    """Tags: epochs run; training time (its share of each epoch: the epoch's wall time over
+    the models trained in it); the group's size and wall time."""
+    info = {"softsweep.epochs_run": str(len(history))}
     if history:
-        values = [h["val_accuracy"] for h in history]
-        final = {
-            "final_val_accuracy": values[-1],
-            "best_val_accuracy": max(values),
-            "epochs_run": float(len(history)),
-            "train_time_s": sum(h["epoch_time_s"] for h in history),
-        }
+        info["softsweep.train_time_s"] = f"{sum(h['epoch_time_s'] for h in history):.4g}"
     if len(group) == 2:
-        final |= {"group_size": float(group[0]), "group_time_s": float(group[1])}
-    return final
+        info["softsweep.group_size"] = str(int(group[0]))
+        info["softsweep.group_time_s"] = f"{float(group[1]):.4g}"
+    return info
 
 
 def record_of(trial: FrozenTrial) -> TrialRecord | None:
@@ -83,6 +88,7 @@ def record_of(trial: FrozenTrial) -> TrialRecord | None:
         dict(trial.params),
         history,
         final_metrics(history, stored.get("group", [])),
+        info=run_info(history, stored.get("group", [])),
         reason=str(trial.user_attrs.get(REASON_ATTR, "")),
         ended_ms=int(ended.timestamp() * 1000) if ended else None,
     )

@@ -33,6 +33,7 @@ __all__ = ["RETRY_S", "Tracker"]
 
 RETRY_S = 10.0  # after a failed call, the store is left alone this long
 RUN_ID_WAIT_S = 30.0  # the longest a tell waits for its run's id (the first: MLflow's import)
+LIVE_PAUSE_S = 1.0  # the least time between two jobs of live epochs
 # MLflow's answers that refuse one request (not the store being unreachable).
 REFUSALS = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS"}
 
@@ -142,6 +143,11 @@ class Tracker:
         )
         self._study_started: Future[str] | None = None
         self._pending: list[Future[Any]] = []  # writes whose outcome `flush` collects
+        # Live epochs waiting to be handed to the thread, the job writing the last ones, and
+        # when the next may start (the caller's thread reads; the tracker's thread sets).
+        self._live: list[tuple[Future[str] | str, int, dict[str, float], int]] = []
+        self._live_job: Future[Any] | None = None
+        self._live_next = 0.0
         if wait:
             self.wait_ready()
 
@@ -289,6 +295,46 @@ class Tracker:
             return str(self._wait(created, 0.0 if self.down else timeout))
         except Exception:
             return None
+
+    def log_epoch(
+        self,
+        runs: Mapping[int, Future[str] | str],
+        metrics: Mapping[int, Mapping[str, float]],
+        epoch: int,
+    ) -> None:
+        """Trials' metrics of one epoch, timestamped now, for their runs while they train.
+
+        Never waits: epochs collect here and go to the thread in one job when the last job is
+        done and its pause is over. The pause is 19 times what the last job took (at least
+        LIVE_PAUSE_S), so live logging keeps the thread busy at most ~5% of the time, whatever
+        the store's speed and the group's size; the curves then move every few seconds."""
+        now = int(time.time() * 1000)
+        self._live += [(runs[n], epoch, dict(m), now) for n, m in metrics.items() if n in runs]
+        idle = self._live_job is None or self._live_job.done()
+        if self._live and idle and time.monotonic() >= self._live_next and not self.down:
+            entries, self._live = self._live, []
+            self._live_job = self._pool.submit(self._drain_live, entries)
+
+    def drop_live(self) -> None:
+        """Forget epochs not handed over yet: the group's `finish_trial` writes them."""
+        self._live = []
+
+    def _drain_live(
+        self, entries: list[tuple[Future[str] | str, int, dict[str, float], int]]
+    ) -> None:
+        t0 = time.monotonic()
+        try:
+            known = []
+            for run, epoch, metrics, ms in entries:
+                if isinstance(run, Future):  # created before this job (the thread is serial)
+                    run = run.result() if run.exception() is None else ""
+                if run:
+                    known.append((run, epoch, metrics, ms))
+            self._on_store(MlflowStore.log_live, known)
+        except Exception:  # the run's finish writes what did not make it
+            pass
+        finally:
+            self._live_next = time.monotonic() + max(LIVE_PAUSE_S, 19 * (time.monotonic() - t0))
 
     def finish_trial(self, run: Future[str] | str, record: TrialRecord) -> None:
         """Log per-epoch metrics, final metrics, the outcome, the weights and the status on

@@ -24,6 +24,7 @@ from .sqlitestore import open_store
 __all__ = ["MlflowStore", "SyncResult", "TrialRecord", "reader", "study_experiments"]
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_accuracy", "epoch_time_s")
+CHARTED = EPOCH_METRICS[:3]  # the run's per-epoch metrics (an epoch's time stays in Optuna)
 
 
 def EXPERIMENT_TAGS(study_name: str) -> dict[str, str]:  # noqa: N802 (a constant's table)
@@ -106,6 +107,7 @@ class TrialRecord:
     params: Mapping[str, Any]
     history: Sequence[Mapping[str, float]]
     final: Mapping[str, float] = field(default_factory=dict)
+    info: Mapping[str, str] = field(default_factory=dict)  # bookkeeping, as tags
     reason: str = ""
     weights: np.ndarray | None = None
     ended_ms: int | None = None  # when the trial was told (now, if None)
@@ -130,6 +132,7 @@ class MlflowStore:
         self.fixed_params = dict(fixed_params)
         self.parent_id: str | None = None
         self.with_params: set[str] = set()  # runs whose params start_trial logged
+        self.live_epochs: dict[str, int] = {}  # run -> epochs logged while it trained
         try:
             self.client = _client(tracking_uri, artifact_root)
             self.experiment_id = self._experiment(experiment, artifact_root, create)
@@ -258,21 +261,46 @@ class MlflowStore:
         finally:
             self.busy_s += time.perf_counter() - t0
 
+    def log_live(self, entries: Sequence[tuple[str, int, Mapping[str, float], int]]) -> None:
+        """Epochs of runs still training: (run id, epoch, metrics, timestamp in ms) each; one
+        request per run for all of its epochs waiting here."""
+        from mlflow.entities import Metric
+
+        t0 = time.perf_counter()
+        try:
+            by_run: dict[str, list[Any]] = {}
+            last: dict[str, int] = {}
+            for run_id, epoch, metrics, ms in entries:
+                if epoch > self.live_epochs.get(run_id, 0):
+                    by_run.setdefault(run_id, []).extend(
+                        Metric(key, float(metrics[key]), ms, epoch) for key in CHARTED
+                    )
+                    last[run_id] = max(epoch, last.get(run_id, 0))
+            for run_id, batch in by_run.items():
+                self.client.log_batch(run_id, metrics=batch)
+                self.live_epochs[run_id] = last[run_id]
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
     def finish_trial(self, run_id: str, record: TrialRecord) -> None:
-        """Everything after training: metrics, outcome, weights, status."""
+        """Everything after training: the epochs not logged live, final metrics, outcome,
+        weights, status."""
         from mlflow.entities import Metric, RunTag
 
         t0 = time.perf_counter()
         try:
             now = record.ended_ms or int(time.time() * 1000)
+            logged = self.live_epochs.pop(run_id, 0)
             metrics = [
                 Metric(key, float(h[key]), now, epoch)
                 for epoch, h in enumerate(record.history, start=1)
-                for key in EPOCH_METRICS
+                if epoch > logged
+                for key in CHARTED
             ]
             metrics += [Metric(k, float(v), now, 0) for k, v in record.final.items()]
             params = [] if run_id in self.with_params else self._params(record.params)
             tags = [RunTag("softsweep.outcome", record.outcome.label)]
+            tags += [RunTag(k, v) for k, v in record.info.items()]
             if record.reason:
                 tags.append(RunTag("softsweep.fail_reason", record.reason[:5000]))
                 tags.append(RunTag("mlflow.note.content", record.reason[:5000]))
@@ -343,27 +371,17 @@ class MlflowStore:
             elif record.history and "val_accuracy" not in run.data.metrics:
                 run_id = str(run.info.run_id)
                 result.completed += 1
-            elif run.info.status == "RUNNING":  # its metrics are there (one batch): the status
+            elif run.info.status == "RUNNING":  # told, but its process died before the write
                 run_id = str(run.info.run_id)
-                self._close(run_id, record)
+                # Epochs logged while it trained stay; the rest follow.
+                self.live_epochs[run_id] = len(self.metric_history(run_id, "val_accuracy"))
                 result.completed += 1
-                result.run_ids[record.number] = run_id
-                continue
             else:
                 result.run_ids[record.number] = str(run.info.run_id)
                 continue
             self.finish_trial(run_id, record)
             result.run_ids[record.number] = run_id
         return result
-
-    def _close(self, run_id: str, record: TrialRecord) -> None:
-        from mlflow.entities import RunTag
-
-        tags = [RunTag("softsweep.outcome", record.outcome.label)]
-        if record.reason:
-            tags.append(RunTag("softsweep.fail_reason", record.reason[:5000]))
-        self.client.log_batch(run_id, tags=tags)
-        self.client.set_terminated(run_id, record.outcome.run_status, end_time=record.ended_ms)
 
     def log_trial_weights(self, study_name: str, number: int, weights: np.ndarray) -> None:
         run = self.trial_runs(study_name).get(number)
@@ -429,3 +447,8 @@ def study_experiments(tracking_uri: str) -> dict[str, str]:
     """The studies' experiments in a store: name -> experiment id (MLflow's Default left out)."""
     found = reader(tracking_uri).search_experiments()
     return {e.name: str(e.experiment_id) for e in found if e.name != "Default"}
+
+
+def writer(tracking_uri: str) -> Any:
+    """An MlflowClient that may write (`sweep delete`)."""
+    return _client(tracking_uri)

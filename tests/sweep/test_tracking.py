@@ -38,3 +38,64 @@ def test_trial_runs_are_created_in_the_background_with_their_params(tmp_path: Pa
     with pytest.raises(RuntimeError, match="has no experiment named 'no-such-study'"):
         missing.wait_ready()
     missing.abandon()
+
+
+def epochs(n: int, start: float = 0.5) -> list[dict[str, float]]:
+    return [
+        {"train_loss": 1.0 / e, "train_accuracy": start + e / 100, "val_accuracy": start + e / 50,
+         "epoch_time_s": 0.1}
+        for e in range(1, n + 1)
+    ]  # fmt: skip
+
+
+def test_epochs_logged_live_are_not_logged_again_at_the_finish(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "live")
+    tracker.start_study("live", {}, "")
+    run = tracker.start_trial("live", 0, params={"reg": 0.0})
+    history = epochs(4)
+    tracker.log_epoch({0: run}, {0: history[0]}, 1)  # handed over at once (the first job)
+    tracker.log_epoch({0: run}, {0: history[1]}, 2)  # waits: the pause after a job
+    assert tracker._live and tracker._live[0][1] == 2
+    tracker.flush()
+    tracker._live_job.result()
+    tracker.drop_live()  # the group ends: its finish writes epochs 2..4
+    record = TrialRecord(0, Outcome.COMPLETE, {"reg": 0.0}, history, {"best_val_accuracy": 0.58},
+                         info={"softsweep.epochs_run": "4"}, ended_ms=4_000_000_000_000)  # fmt: skip
+    tracker.finish_trial(run, record)
+    tracker.close()
+    assert tracker.errors == []
+    client = MlflowClient(tracking_uri=uri)
+    run_id = run.result()
+    points = sorted(client.get_metric_history(run_id, "val_accuracy"), key=lambda m: m.step)
+    assert [m.step for m in points] == [1, 2, 3, 4]  # one point per epoch, none twice
+    assert [m.value for m in points] == pytest.approx([h["val_accuracy"] for h in history])
+    # Epoch 1 carries the time it was trained; the rest, the tell's.
+    assert points[0].timestamp < 4_000_000_000_000
+    assert [m.timestamp for m in points[1:]] == [4_000_000_000_000] * 3
+    data = client.get_run(run_id).data
+    # Bookkeeping is tagged, not charted: the charts hold the learning curves only.
+    assert set(data.metrics) == {"train_loss", "train_accuracy", "val_accuracy",
+                                 "best_val_accuracy"}  # fmt: skip
+    assert data.tags["softsweep.epochs_run"] == "4"
+
+
+def test_sync_completes_a_live_run_whose_process_died_without_duplicates(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "died")
+    tracker.start_study("died", {}, "")
+    run = tracker.start_trial("died", 0, params={"reg": 0.0})
+    history = epochs(3)
+    tracker.log_epoch({0: run}, {0: history[0]}, 1)
+    tracker._live_job.result()
+    tracker.abandon()  # the process dies: the run stays RUNNING with epoch 1 only
+    again = Tracker(uri, "died")
+    record = TrialRecord(0, Outcome.COMPLETE, {"reg": 0.0}, history, {"best_val_accuracy": 0.56})
+    result = again.sync("died", [record])
+    again.close()
+    assert result is not None and result.completed == 1
+    client = MlflowClient(tracking_uri=uri)
+    run_id = run.result()
+    assert client.get_run(run_id).info.status == "FINISHED"
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "val_accuracy"))
+    assert steps == [1, 2, 3]

@@ -1,0 +1,239 @@
+"""The `sweep` commands that look at studies: studies, runs, report, sync, ui, delete
+(registered by cli.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .cliutil import EXIT_FAILURE, HOME, fail, friendly_errors, stores
+
+# The columns `sweep runs` shows first, as far as the terminal is wide (--json and --csv: all).
+SHOWN = [
+    "trial", "outcome", "learning_rate", "reg", "batch_size", "val_accuracy",
+    "last_val_accuracy", "epochs_run", "test_accuracy", "train_time_s", "fail_reason",
+    "start_time",
+]  # fmt: skip
+STATES = ("complete", "pruned", "failed", "running", "waiting")
+
+
+@click.command(short_help="A study's trials as a table (or JSON, CSV).")
+@click.argument("study")
+@stores
+@click.option("--top", type=click.IntRange(min=1), default=None, help="Only the first N rows.")
+@click.option(
+    "--sort",
+    "sort_by",
+    default=None,
+    help="Sort by this column (descending for accuracies, ascending otherwise) [default: best "
+    "first].",
+)
+@click.option("--state", type=click.Choice(STATES), default=None, help="Only trials in this state.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records (every column).")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the table (every column) to this CSV file.",
+)
+@friendly_errors
+def runs(
+    study: str,
+    home: Path | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    top: int | None,
+    sort_by: str | None,
+    state: str | None,
+    as_json: bool,
+    csv_path: Path | None,
+) -> None:
+    """Trials of STUDY as a table: params, accuracies, state.
+
+    Best first; the columns that fit the terminal (all of them with --json or --csv).
+    """
+    import shutil
+
+    from .compare import COLUMNS, load_runs
+
+    if csv_path is not None and not csv_path.parent.is_dir():
+        raise FileNotFoundError(
+            f"--csv {csv_path}: the folder {csv_path.parent} does not exist. Create it first, "
+            "or write the file somewhere else."
+        )
+    if sort_by is not None and sort_by not in COLUMNS:
+        raise ValueError(
+            f"--sort must be one of the columns {', '.join(COLUMNS)}, got {sort_by!r}."
+        )
+    frame = load_runs(study, home=home, tracking_uri=tracking_uri, storage=storage)
+    if state is not None:
+        wanted = {"failed": "FAIL"}.get(state, state.upper())
+        frame = frame[frame["state"] == wanted]
+    if sort_by is not None:
+        descending = "accuracy" in sort_by
+        frame = frame.sort_values([sort_by, "trial"], ascending=[not descending, True],
+                                  na_position="last")  # fmt: skip
+    if top is not None:
+        frame = frame.head(top)
+    frame = frame.reset_index(drop=True)
+    if csv_path is not None:
+        frame.to_csv(csv_path, index=False)
+    if as_json:
+        click.echo(frame.to_json(orient="records", date_format="iso", indent=1))
+        return
+    if frame.empty:
+        click.echo(f"study {study!r} has no trials{' in that state' if state else ' yet'}.")
+        return
+    shown = frame[SHOWN].copy()
+    shown["fail_reason"] = shown["fail_reason"].str.slice(0, 40)
+    shown["start_time"] = shown["start_time"].dt.strftime("%m-%d %H:%M:%S")
+    width = shutil.get_terminal_size((120, 24)).columns
+    for end in range(len(SHOWN), 1, -1):  # drop columns from the right until it fits
+        text = shown[SHOWN[:end]].to_string(
+            index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"
+        )
+        if max(len(line) for line in text.splitlines()) <= width:
+            break
+    click.echo(text)
+
+
+@click.command(short_help="Draw a study's report again from its stores.")
+@click.argument("study")
+@stores
+@friendly_errors
+def report(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
+    """Rebuild the report of STUDY from its stored trials and runs (no training)."""
+    from .closing import redraw_report
+    from .home import Home
+
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
+    written, tracker, has_best = redraw_report(study, where)
+    for path in written.files:
+        click.echo(str(path))
+    for note in written.notes:
+        click.echo(f"note: {note}", err=True)
+    for problem in tracker.errors:
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(
+        f"open {written.index} in a browser"
+        + (
+            "; the files are also artifacts of the study's MLflow run (reports/)"
+            if tracker.parent_id
+            else ""
+        )
+    )
+    if not has_best:
+        fail(
+            f"study {study!r} has no completed trial: the report holds only the heatmap of "
+            f"why its trials ended. See `sweep runs {study}` for the reasons.",
+            EXIT_FAILURE,
+        )
+
+
+@click.command(short_help="Make MLflow agree with Optuna for a study.")
+@click.argument("study")
+@stores
+@friendly_errors
+def sync(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
+    """Make MLflow agree with Optuna for STUDY: runs made or completed from the trials."""
+    from .home import Home
+    from .sync import sync_study
+
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
+    done = sync_study(study, where)
+    click.echo(
+        f"study {study!r}: {len(done.run_ids)} trial runs in MLflow; {done.created} made and "
+        f"{done.completed} completed now from Optuna."
+    )
+
+
+@click.command(short_help="Open the MLflow UI on the home's store.")
+@HOME
+@click.option("--port", default=5000, show_default=True)
+@friendly_errors
+def ui(home: Path | None, port: int) -> None:
+    """Open the MLflow UI on the home folder's store, bound to 127.0.0.1."""
+    from .home import Home
+
+    where = Home.resolve(home, create=False)
+    if not (where.folder / "mlflow.db").is_file():
+        raise FileNotFoundError(
+            f"No MLflow store in {where.folder} (mlflow.db is missing). Run `sweep run "
+            "STUDY.toml` first, or pass the --home that the sweep used."
+        )
+    import socket
+
+    from .processes import serve_ui
+    from .tracking import study_experiments
+
+    with socket.socket() as probe:  # the server would fail later, behind its own logs
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            fail(
+                f"port {port} on 127.0.0.1 is not free ({exc.strerror}): another program (an "
+                f"MLflow UI started before?) uses it. Pass another one, e.g. --port {port + 1}, "
+                "or stop that program.",
+                EXIT_FAILURE,
+            )
+
+    base = f"http://127.0.0.1:{port}"
+    click.echo(f"MLflow UI: {base}  (Ctrl-C to stop)")
+    for name, experiment_id in sorted(study_experiments(where.tracking_uri).items()):
+        # MLflow 3.17's UI opens in its GenAI view unless the link asks for model training.
+        click.echo(
+            f"  {name}: {base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+        )
+    sys.exit(serve_ui(where.tracking_uri, port))
+
+
+@click.command(short_help="List the studies: trials by state, best, last activity.")
+@stores
+@friendly_errors
+def studies(home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
+    """Every study in the home (or --storage): trials by state, best, last activity."""
+    from .admin import study_summaries
+    from .home import Home
+
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
+    found = study_summaries(where)
+    if not found:
+        click.echo(f"no studies in {where.shown_storage}: `sweep run STUDY.toml` starts one.")
+        return
+    rows = [
+        [
+            s.name,
+            ", ".join(f"{n} {state.lower()}" for state, n in s.states.items()) or "no trials",
+            "-" if s.best_value is None else f"{s.best_value:.4f}",
+            "-" if s.last_activity is None else s.last_activity.strftime("%Y-%m-%d %H:%M"),
+        ]
+        for s in found
+    ]
+    from .check import format_table
+
+    click.echo(format_table(["study", "trials", "best val acc", "last activity"], rows))
+
+
+@click.command(short_help="Delete a study: Optuna trials, MLflow runs, report.")
+@click.argument("study")
+@stores
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@friendly_errors
+def delete(
+    study: str, home: Path | None, storage: str | None, tracking_uri: str | None, yes: bool
+) -> None:
+    """Delete STUDY: its Optuna study, MLflow runs and report."""
+    from .admin import delete_study, plan_deletion
+    from .home import Home
+
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
+    plan = plan_deletion(study, where)
+    click.echo(f"This deletes:\n{plan.describe()}")
+    if not yes and not click.confirm("Delete it?", default=False):
+        click.echo("nothing deleted.")
+        sys.exit(EXIT_FAILURE)
+    runs = delete_study(plan, where)
+    click.echo(f"deleted study {study!r} ({plan.trials} trials, {runs} MLflow runs).")
