@@ -47,7 +47,7 @@ batch_size = [128, 256]
 def sweep_run(folder: Path, name: str, workers: int, extra: list[str]) -> dict:
     path = folder / f"{name}.toml"
     path.write_text(STUDY.format(name=name, n_trials=N_TRIALS))
-    cmd = [sys.executable, "-m", "sweep", "run", str(path), "--home", str(folder / "home")]
+    cmd = [sys.executable, "-m", "sweep", "run", str(path), "--home", str(folder / "home"), "-v"]
     start = time.perf_counter()
     done = subprocess.run(
         [*cmd, "--workers", str(workers), *extra],

@@ -142,7 +142,8 @@ def close_study(
         "softsweep.stopped": stopped or "reached n_trials",
         "softsweep.test_evaluations": describe_tests(closing.test_evaluations),
     }
-    tracker.finish_study({k: v for k, v in metrics.items() if v is not None}, tags)
+    sweep_s = session.loop_s if session is not None else 0.0
+    tracker.finish_study({k: v for k, v in metrics.items() if v is not None}, tags, sweep_s=sweep_s)
     return closing
 
 

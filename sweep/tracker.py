@@ -261,12 +261,16 @@ class Tracker:
             self._try("report artifacts", MlflowStore.log_reports, parent, list(files))
 
     def finish_study(
-        self, metrics: Mapping[str, float], tags: Mapping[str, str], status: str = "FINISHED"
+        self,
+        metrics: Mapping[str, float],
+        tags: Mapping[str, str],
+        status: str = "FINISHED",
+        sweep_s: float = 0.0,
     ) -> None:
         self.flush()
         parent = self._parent()
         if parent is not None:
-            args = (parent, dict(metrics), dict(tags), status)
+            args = (parent, dict(metrics), dict(tags), status, sweep_s)
             self._try("study run", MlflowStore.finish_study, *args)
 
     def end_study(self, status: str, timeout: float | None = None) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .home import safe_url
-from .lifecycle import Outcome
+from .records import SyncResult, TrialRecord
 from .sqlitestore import open_store
 
 __all__ = ["MlflowStore", "SyncResult", "TrialRecord", "reader", "study_experiments"]
@@ -89,28 +88,6 @@ def _client(tracking_uri: str, artifact_root: Path | None = None, read_only: boo
         return MlflowClient(tracking_uri=tracking_uri)
     # Opening a new store creates and migrates it: one process at a time (N new workers).
     return open_store(tracking_uri, lambda: MlflowClient(tracking_uri=tracking_uri), create)
-
-
-@dataclass
-class SyncResult:
-    created: int = 0  # runs made for trials that had none
-    completed: int = 0  # runs that were RUNNING or had no metrics
-    run_ids: dict[int, str] = field(default_factory=dict)  # every synced trial's run
-
-
-@dataclass
-class TrialRecord:
-    """What one finished trial leaves in its MLflow run."""
-
-    number: int
-    outcome: Outcome
-    params: Mapping[str, Any]
-    history: Sequence[Mapping[str, float]]
-    final: Mapping[str, float] = field(default_factory=dict)
-    info: Mapping[str, str] = field(default_factory=dict)  # bookkeeping, as tags
-    reason: str = ""
-    weights: np.ndarray | None = None
-    ended_ms: int | None = None  # when the trial was told (now, if None)
 
 
 class MlflowStore:
@@ -408,16 +385,25 @@ class MlflowStore:
         metrics: Mapping[str, float],
         tags: Mapping[str, str],
         status: str = "FINISHED",
+        sweep_s: float = 0.0,
     ) -> None:
+        """The study run's results, and its end: its start plus the time every sweep of it
+        took (`sweep_time_s`, summed over resumes), so that its duration in the UI is the
+        sweeps' and not the days between the first and the last."""
         from mlflow.entities import Metric, RunTag
 
         now = int(time.time() * 1000)
+        run = self.client.get_run(parent_id)
+        total = run.data.metrics.get("sweep_time_s", 0.0) + sweep_s
         self.client.log_batch(
             parent_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            metrics=[
+                Metric(k, float(v), now, 0) for k, v in {**metrics, "sweep_time_s": total}.items()
+            ],
             tags=[RunTag(k, str(v)) for k, v in tags.items()],
         )
-        self.client.set_terminated(parent_id, status)
+        end = min(now, run.info.start_time + int(total * 1000)) if total else now
+        self.client.set_terminated(parent_id, status, end_time=end)
 
     def end_study(self, parent_id: str, status: str) -> None:
         self.client.set_terminated(parent_id, status)

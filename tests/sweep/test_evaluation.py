@@ -5,6 +5,7 @@ set has now been used twice, and for which trials."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,7 @@ def test_a_resumed_study_with_a_new_best_says_the_test_set_was_used_twice(
                          batch="[16]", epochs=1, n_trials=n_trials, side_by_side=1)  # fmt: skip
 
     first = run_spec(text(1), home, "twice.toml")
+    time.sleep(3)  # a pause between two sweeps of the study: not part of its run's duration
     second = run_spec(text(2), home, "twice.toml")
     assert second.closing.best_trial != first.closing.best_trial
     tested = [(first.closing.best_trial, first.test_accuracy),
@@ -96,6 +98,10 @@ def test_a_resumed_study_with_a_new_best_says_the_test_set_was_used_twice(
     experiment = client.get_experiment_by_name("twice")
     (run,) = client.search_runs([experiment.experiment_id], "tags.`softsweep.role` = 'study'")
     assert run.data.metrics["test_evaluations"] == 2
+    # The study run lasts as long as its three sweeps did, summed, not first start to last end.
+    sweeps_s = run.data.metrics["sweep_time_s"]
+    assert 0 < sweeps_s < 3
+    assert run.info.end_time - run.info.start_time == pytest.approx(sweeps_s * 1000, abs=2)
     assert run.data.tags["softsweep.test_evaluations"].startswith(
         f"2: trial #{tested[0][0]} ({tested[0][1]:.4f}), trial #{tested[1][0]}"
     )
