@@ -5,6 +5,7 @@ cd "$(dirname "$0")"
 source scripts/bootstrap.sh
 bash scripts/ensure-data.sh
 bash scripts/ensure-postgres.sh
+bash scripts/ensure-chromium.sh
 ruff check .
 ruff format --check .
 mypy

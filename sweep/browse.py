@@ -183,10 +183,8 @@ def ui(home: Path | None, port: int) -> None:
     base = f"http://127.0.0.1:{port}"
     click.echo(f"MLflow UI: {base}  (Ctrl-C to stop)")
     for name, experiment_id in sorted(study_experiments(where.tracking_uri).items()):
-        # MLflow 3.17's UI opens in its GenAI view unless the link asks for model training.
-        click.echo(
-            f"  {name}: {base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-        )
+        click.echo(f"  {name}: {runs_link(base, experiment_id)}")
+    sys.stdout.flush()  # the links now, even into a pipe, not when the server stops
     sys.exit(serve_ui(where.tracking_uri, port))
 
 
@@ -237,3 +235,17 @@ def delete(
         sys.exit(EXIT_FAILURE)
     runs = delete_study(plan, where)
     click.echo(f"deleted study {study!r} ({plan.trials} trials, {runs} MLflow runs).")
+
+
+def runs_link(base: str, experiment_id: str) -> str:
+    """A study's trial runs in the MLflow UI, best first. MLflow 3.17's UI opens in its GenAI
+    view unless the link asks for model training; the filter leaves the study's own run out."""
+    from urllib.parse import urlencode
+
+    query = {
+        "workflowType": "machine_learning",
+        "searchFilter": "tags.`softsweep.role` = 'trial'",
+        "orderByKey": "metrics.`val_accuracy`",
+        "orderByAsc": "false",
+    }
+    return f"{base}/#/experiments/{experiment_id}/runs?{urlencode(query)}"

@@ -126,6 +126,7 @@ def close_study(
                 "mlflow tracking": home.shown_tracking_uri,
             },
         )
+        view.ui_url, view.ui_hint = home.ui()
         written = reports.write_report(view, home.report_dir(spec.name))
         tracker.log_reports(written.files)
         closing.report_dir = written.folder
@@ -178,6 +179,7 @@ def redraw_report(study_name: str, home: Home) -> tuple[Any, Tracker, bool]:
         tracker.find_study_run(study_name)
         links = {"optuna storage": home.shown_storage, "mlflow tracking": home.shown_tracking_uri}
         view = gather(stored, spec, tracker, data=data, links=links)
+        view.ui_url, view.ui_hint = home.ui()
         written = reports.write_report(view, home.report_dir(study_name))
         if tracker.parent_id is not None:
             tracker.log_reports(written.files)

@@ -128,6 +128,15 @@ class Home:
     def report_dir(self, study_name: str) -> Path:
         return self.folder / "reports" / study_name
 
+    def ui(self) -> tuple[str, str]:
+        """The MLflow UI of this home's runs, and how to start it: the tracking server itself,
+        or `sweep ui` on the embedded store ('' for a database with no server in front)."""
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return self.shown_tracking_uri, ""
+        if self.embedded_tracking:
+            return "http://127.0.0.1:5000", f"start it with: sweep ui --home {self.folder}"
+        return "", ""
+
 
 # -- owners: which live process holds a trial ------------------------------------------------
 class Owner:

@@ -28,7 +28,6 @@ files.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from .figures import (
     templates_figure,
     timing_figure,
 )
+from .page import page
 from .studyview import (
     StudyView,
     cell_axes,
@@ -195,7 +195,7 @@ def write_report(view: StudyView, folder: Path) -> Report:
     _write_text(data_path, json.dumps(data, indent=1, sort_keys=True, default=_json_default))
     written.append(data_path)
     index = folder / FILES["index"]
-    _write_text(index, _page(view, data, written, notes))
+    _write_text(index, page(view, written, notes, FILES))
     written.append(index)
     for stale in set(FILES.values()) - {p.name for p in written}:
         (folder / stale).unlink(missing_ok=True)
@@ -275,100 +275,3 @@ def _test(
     }
     save("confusion", confusion_figure(view, test))
     save("predictions", predictions_figure(view, test))
-
-
-CAPTIONS = {
-    "heatmap": "Validation accuracy over learning rate x regularization",
-    "templates": "Weight templates of the best model",
-    "gallery": "Weight templates across the grid",
-    "curves": "Learning curves",
-    "confusion": "Confusion matrix on the test set (the tested trial)",
-    "predictions": "Test images: predictions and the most confident mistakes",
-    "history": "Optimization history",
-    "importances": "Hyperparameter importances",
-    "timing": "Naive vs vectorized: loss and one training epoch",
-}
-
-
-def _page(view: StudyView, data: dict[str, Any], files: list[Path], notes: list[str]) -> str:
-    esc = html.escape
-    best = view.best
-    counts: dict[str, int] = {}
-    for t in view.trials:
-        counts[t.outcome] = counts.get(t.outcome, 0) + 1
-    summary = [
-        ("study", view.spec.name),
-        ("dataset", view.spec.dataset),
-        ("sampler / pruner", f"{view.spec.sampler} / {view.spec.pruner}"),
-        ("epochs", str(view.spec.epochs)),
-        ("trials", ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))),
-    ]
-    if best is not None:
-        summary += [
-            ("best trial", f"#{best.number}: {best.describe()}"),
-            ("validation accuracy", f"{best.value:.4f}"),
-        ]
-    if view.stopped:
-        summary.append(("status", view.stopped))
-    if view.test_accuracy is not None:
-        uses = len(view.test_evaluations)
-        how = "evaluated once" if uses == 1 else f"the test set used {uses} times: see the note"
-        summary.append(("test accuracy", f"{view.test_accuracy:.4f} (best trial, {how})"))
-    summary += list(view.links.items())
-    names = {p.name for p in files}
-    figures = "\n".join(
-        f'<figure><img src="{FILES[key]}" alt="{esc(caption)}"><figcaption>{esc(caption)}'
-        "</figcaption></figure>"
-        for key, caption in CAPTIONS.items()
-        if FILES[key] in names
-    )
-    ranked = sorted(
-        view.trials,
-        key=lambda t: (t.outcome != "complete", -(t.value or 0.0), t.number),
-    )
-    rows = "\n".join(
-        "<tr>"
-        + "".join(
-            f"<td>{esc(v)}</td>"
-            for v in (
-                str(t.number),
-                t.outcome,
-                f"{t.learning_rate:.4g}",
-                f"{t.reg:.4g}",
-                str(t.batch_size),
-                "" if t.value is None else f"{t.value:.4f}",
-                t.reason,
-                t.run_id,
-            )
-        )
-        + "</tr>"
-        for t in ranked
-    )
-    note_html = "".join(f"<p class=note>{esc(n)}</p>" for n in notes)
-    summary_html = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in summary)
-    header = "".join(
-        f"<th>{h}</th>"
-        for h in ("trial", "state", "learning rate", "reg", "batch", "val acc", "reason", "run id")
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>softsweep report: {esc(view.spec.name)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
-table {{ border-collapse: collapse; font-size: 0.9em; }}
-th, td {{ padding: 0.2em 0.7em; border-bottom: 1px solid #ddd; text-align: left; }}
-.trials td:nth-child(n+3):nth-child(-n+6) {{ text-align: right; }}
-figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
-figcaption {{ color: #555; font-size: 0.9em; }} .note {{ color: #8a4b00; }}
-</style></head><body>
-<h1>softsweep report: {esc(view.spec.name)}</h1>
-<table class="summary">{summary_html}</table>
-{note_html}
-{figures}
-<h2>Trials (best first)</h2>
-<table class="trials"><thead><tr>{header}</tr></thead>
-<tbody>
-{rows}
-</tbody></table>
-</body></html>
-"""

@@ -133,6 +133,9 @@ class StudyView:
     frozen: list[Any] = field(default_factory=list)  # Optuna's completed trials (importances)
     links: Mapping[str, str] = field(default_factory=dict)  # shown on the page: storage, runs
     stopped: str = ""  # why the study ended short of its target (its deadline), if it did
+    ui_url: str = ""  # the MLflow UI the page links run ids to, and how to start it
+    ui_hint: str = ""
+    experiment_id: str = ""  # the study's MLflow experiment
 
     @property
     def best(self) -> TrialView | None:
@@ -208,6 +211,7 @@ def gather(
         links=dict(links or {}),
         stopped=str(attrs.get("stopped", "")),
     )
+    view.experiment_id = tracker.experiment_id() or ""
     best = view.best
     view.test_evaluations = test_evaluations(attrs)
     tested = dict(view.test_evaluations)

@@ -242,6 +242,10 @@ class Tracker:
             self.parent_id = self._wait(self._study_started, timeout)
         return self.parent_id
 
+    def experiment_id(self) -> str | None:
+        """The study's experiment id (None if the store did not answer)."""
+        return self._try("experiment", lambda store: store.experiment_id)  # type: ignore[no-any-return]
+
     def find_study_run(self, study_name: str) -> str | None:
         """The run id of the study's parent run, if it has one."""
         self.parent_id = self._ask(MlflowStore.find_study_run, study_name)

@@ -1,4 +1,4 @@
-"""MLflow tracking: one experiment per study, a parent run for the study, a child run per trial.
+"""MLflow tracking: one experiment per study, a run for the study and a run per trial beside it.
 
 The only module that imports mlflow (lazily: `import mlflow` costs ~1.5 s).
 
@@ -210,7 +210,7 @@ class MlflowStore:
     def start_trial(
         self, study_name: str, number: int, started_ms: int, params: Mapping[str, Any] | None
     ) -> str:
-        """A child of the study's run when `start_study` made or found it (it ran first), with
+        """A run beside the study's run (linked to it by a tag, when `start_study` ran first), with
         its params when they are given (a running or killed trial's run shows them too)."""
         t0 = time.perf_counter()
         try:
@@ -219,8 +219,8 @@ class MlflowStore:
                 "optuna.study": study_name,
                 "optuna.trial": str(number),
             }
-            if self.parent_id:
-                tags["mlflow.parentRunId"] = self.parent_id
+            if self.parent_id:  # not MLflow's parentRunId: the UI would fold every trial
+                tags["softsweep.study_run"] = self.parent_id  # into one collapsed row
             run = self.client.create_run(
                 self.experiment_id,
                 start_time=started_ms,

@@ -165,7 +165,5 @@ def test_sweep_run_from_python_returns_a_result_that_shows_itself(tmp_path: Path
     assert "<th style='text-align:left'>best trial</th>" in page
     assert len(result.runs()) == 3 and len(result.history()) > 0
     assert threading.active_count() == before  # no thread (or helper) left behind
-    with pytest.raises(
-        TypeError, match=r"sweep.run\(\) got unknown settings trials; the settings"
-    ):
+    with pytest.raises(TypeError, match=r"sweep.run\(\) got unknown settings trials; the settings"):
         sweep.run(study, home=tmp_path / "h", trials=3)

@@ -82,7 +82,7 @@ def assert_mlflow_agrees(storage: str, tracking: str, study: str, epochs: int) -
         if outcome.label == "complete":
             history = client.get_metric_history(run.info.run_id, "val_accuracy")
             assert sorted(m.step for m in history) == list(range(1, epochs + 1))
-            assert run.data.metrics["final_val_accuracy"] == pytest.approx(t.value)
+            assert run.data.metrics["val_accuracy"] == pytest.approx(t.value)
 
 
 def cells_done_once(storage: str, study: str, n: int) -> None:
