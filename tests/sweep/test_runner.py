@@ -82,7 +82,7 @@ def test_mlflow_holds_parent_and_one_child_per_trial(home: Path, data_folder: Pa
         run = runs[trial.number]
         # Each side finds the other: the run id on the trial, the trial number on the run.
         assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
-        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.tags["softsweep.study_run"] == parents[0].info.run_id
         assert run.info.status == "FINISHED"
         lr, reg = trial.params["learning_rate"], trial.params["reg"]
         assert run.info.run_name == (

@@ -28,7 +28,7 @@ def test_trial_runs_are_created_in_the_background_with_their_params(tmp_path: Pa
         run = client.get_run(run_id)
         assert run.data.tags["optuna.trial"] == str(n)
         assert run.info.status == ("FINISHED" if n == 0 else "RUNNING")
-        assert run.data.tags["mlflow.parentRunId"] == parent
+        assert run.data.tags["softsweep.study_run"] == parent
         # A running (or killed) trial's run already shows what it is trying.
         assert run.data.params == {"epochs": "3", "reg": str(n / 10)}
     # A store that cannot serve the study: a run id is None (never an exception in the sweep),
