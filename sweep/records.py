@@ -33,3 +33,4 @@ class TrialRecord:
     reason: str = ""
     weights: np.ndarray | None = None
     ended_ms: int | None = None  # when the trial was told (now, if None)
+    epoch_ms: Sequence[int] = ()  # when each epoch ended (the metrics' timestamps)

@@ -210,11 +210,15 @@ class Runner:
             )
         pruned: set[int] = set()
         cut: set[int] = set()  # stopped at the deadline
+        epoch_ms: dict[int, list[int]] = {}  # when each trial's epochs ended
 
         def on_epoch(epoch: int, per_model: Mapping[int, Mapping[str, float]]) -> list[int]:
             checkpoint("training")
             numbers = {group[k].number: m for k, m in per_model.items()}
             self.tracker.log_epoch(self.runs, numbers, epoch)  # live curves; never waits
+            ended = int(time.time() * 1000)
+            for number in numbers:
+                epoch_ms.setdefault(number, []).append(ended)
             if self.on_progress is not None:  # the bar moves every epoch, not every group
                 done, best, note, epochs = self._shown
                 self._shown = (done, best, note, epochs + len(per_model))
@@ -264,6 +268,7 @@ class Runner:
                     record = TrialRecord(
                         trial.number, outcome, trial.params, history, final_metrics(history, sizes),
                         info=run_info(history, sizes), reason=reason, weights=keep,
+                        epoch_ms=epoch_ms.get(trial.number, []),
                     )  # fmt: skip
                     records.append((run_id or run, record))
                     self.session.trials.append(Finished(trial.number, outcome, value, keep))

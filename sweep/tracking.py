@@ -268,8 +268,9 @@ class MlflowStore:
         try:
             now = record.ended_ms or int(time.time() * 1000)
             logged = self.live_epochs.pop(run_id, 0)
+            times = list(record.epoch_ms) + [now] * (len(record.history) - len(record.epoch_ms))
             metrics = [
-                Metric(key, float(h[key]), now, epoch)
+                Metric(key, float(h[key]), times[epoch - 1], epoch)
                 for epoch, h in enumerate(record.history, start=1)
                 if epoch > logged
                 for key in CHARTED

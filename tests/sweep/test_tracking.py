@@ -54,8 +54,10 @@ def test_epochs_logged_live_are_not_logged_again_at_the_finish(tmp_path: Path) -
     tracker.start_study("live", {}, "")
     run = tracker.start_trial("live", 0, params={"reg": 0.0})
     history = epochs(4)
-    tracker.log_epoch({0: run}, {0: history[0]}, 1)  # handed over at once (the first job)
-    tracker.log_epoch({0: run}, {0: history[1]}, 2)  # waits: the pause after a job
+    tracker._live_cost = 0.0  # as if requests were free: the first epoch goes at once
+    tracker.log_epoch({0: run}, {0: history[0]}, 1)
+    tracker._live_job.result()  # measured now: the budget (4% of ~0 s so far) says wait
+    tracker.log_epoch({0: run}, {0: history[1]}, 2)
     assert tracker._live and tracker._live[0][1] == 2
     tracker.flush()
     tracker._live_job.result()
@@ -86,6 +88,7 @@ def test_sync_completes_a_live_run_whose_process_died_without_duplicates(tmp_pat
     tracker.start_study("died", {}, "")
     run = tracker.start_trial("died", 0, params={"reg": 0.0})
     history = epochs(3)
+    tracker._live_cost = 0.0
     tracker.log_epoch({0: run}, {0: history[0]}, 1)
     tracker._live_job.result()
     tracker.abandon()  # the process dies: the run stays RUNNING with epoch 1 only
@@ -99,3 +102,17 @@ def test_sync_completes_a_live_run_whose_process_died_without_duplicates(tmp_pat
     assert client.get_run(run_id).info.status == "FINISHED"
     steps = sorted(m.step for m in client.get_metric_history(run_id, "val_accuracy"))
     assert steps == [1, 2, 3]
+
+
+def test_epochs_written_at_the_tell_keep_the_time_each_epoch_ended(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "times")
+    tracker.start_study("times", {}, "")
+    run = tracker.start_trial("times", 0, params={"reg": 0.0})
+    ended = [1_700_000_001_000, 1_700_000_002_000, 1_700_000_003_000]
+    record = TrialRecord(0, Outcome.COMPLETE, {"reg": 0.0}, epochs(3), {"best_val_accuracy": 0.56},
+                         epoch_ms=ended)  # fmt: skip
+    tracker.finish_trial(run, record)
+    tracker.close()
+    points = MlflowClient(tracking_uri=uri).get_metric_history(run.result(), "train_loss")
+    assert sorted((m.step, m.timestamp) for m in points) == list(zip([1, 2, 3], ended, strict=True))
