@@ -55,7 +55,7 @@ def test_sweep_runs_lists_every_trial(main_job: Path) -> None:
     result = CliRunner().invoke(main, ["runs", "fashion-mnist-tpe", "--home", str(main_job)])
     assert result.exit_code == 0, result.output
     assert len(result.output.splitlines()) == 1 + 64
-    assert result.output.splitlines()[1].split()[1] == "COMPLETE"  # best first
+    assert result.output.splitlines()[1].split()[1] == "complete"  # best first
 
 
 def free_port() -> int:

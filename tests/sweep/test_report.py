@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -188,7 +189,7 @@ def test_curves_history_importances_timing_and_page(grid) -> None:
     page = (folder / "index.html").read_text()
     for name in ("heatmap.png", "templates.png", "gallery.png", "curves.png", "timing.png"):
         assert f'src="{name}"' in page and (folder / name).stat().st_size > 1000
-    assert page.count("<tr><td>") == len(study.trials)
+    assert page.count("<tr><td") == len(study.trials)
     assert "diverged at epoch 1" in page
 
 
@@ -238,7 +239,11 @@ def test_sweep_report_rebuilds_the_same_files_without_training(grid, home: Path)
     assert result.exit_code == 0, result.output
     after = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert after.keys() == before.keys()
-    # Same data from the stores as from memory: the same numbers, the same pictures.
+    # Same data from the stores as from memory: the same numbers, the same pictures (the page
+    # differs only in the time it was generated).
+    generated = re.compile(rb"Generated [^<]*\.")
+    for name in ("index.html",):
+        before[name], after[name] = (generated.sub(b"", f[name]) for f in (before, after))
     assert after == before
 
 
