@@ -121,6 +121,7 @@ def close_study(
             tracker,
             weights=known,
             data=data,
+            storage=home.storage,
             links={
                 "optuna storage": home.shown_storage,
                 "mlflow tracking": home.shown_tracking_uri,
@@ -178,7 +179,7 @@ def redraw_report(study_name: str, home: Home) -> tuple[Any, Tracker, bool]:
     try:
         tracker.find_study_run(study_name)
         links = {"optuna storage": home.shown_storage, "mlflow tracking": home.shown_tracking_uri}
-        view = gather(stored, spec, tracker, data=data, links=links)
+        view = gather(stored, spec, tracker, data=data, links=links, storage=home.storage)
         view.ui_url, view.ui_hint = home.ui()
         written = reports.write_report(view, home.report_dir(study_name))
         if tracker.parent_id is not None:

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import optuna
 from optuna.exceptions import StorageInternalError
+from optuna.storages import RDBStorage
 
 import engine
 
 from .closing import Closing, close_study
 from .home import Home, Owner
 from .lifecycle import Interrupted, Interrupts, Outcome
+from .notes import read_notes, write_notes
 from .runner import OnProgress, Runner, Session
 from .spec import StudySpec
 from .study import HEARTBEAT_S, enqueue_missing, open_study, progress
@@ -271,7 +273,7 @@ def run_study(
                 spec, home, heartbeat_s=heartbeat_s, close_run=tracker.fail_trial_runs
             )
             owner = Owner(home)
-            _describe(study, spec, data)
+            _describe(study, storage, spec, data)
             tracker.set_fixed_params(_fixed_params(spec, data))
             tracker.start_study(spec.name, spec.as_params(), spec.text)
             # Runs a killed process (or a tracking server that was down) left behind.
@@ -351,9 +353,9 @@ def prepare_study(spec: StudySpec, home: Home) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tracker = Tracker(home.tracking_uri, spec.name, artifact_root=home.artifact_root)
     try:
-        study, _ = open_study(spec, home)
-        if spec.text and study.user_attrs.get("spec_toml") != spec.text:
-            study.set_user_attr("spec_toml", spec.text)
+        study, storage = open_study(spec, home)
+        if spec.text:
+            write_notes(study, storage, {"spec_toml": spec.text})
         tracker.start_study(spec.name, spec.as_params(), spec.text)
         now = progress(study, spec.grid_size is not None)
         return enqueue_missing(study, spec, now) if not now.waiting else 0
@@ -361,22 +363,23 @@ def prepare_study(spec: StudySpec, home: Home) -> int:
         tracker.close()
 
 
-def _describe(study: optuna.Study, spec: StudySpec, data: engine.Dataset) -> None:
+def _describe(
+    study: optuna.Study, storage: RDBStorage, spec: StudySpec, data: engine.Dataset
+) -> None:
     """What a report needs to know about a study later, stored on it: the study file, the
-    data's image shape and class names, and the naive vs vectorized timings (~1 s, once)."""
-    attrs = study.user_attrs
-    wanted: dict[str, object] = {
-        "dataset": spec.dataset,
+    data's image shape and class names, and the naive vs vectorized timings (~1 s, once);
+    the dataset's name is the one user attribute `optuna studies` shows."""
+    if study.user_attrs.get("dataset") != spec.dataset:
+        study.set_user_attr("dataset", spec.dataset)
+    notes: dict[str, object] = {
         "image_shape": list(data.image_shape),
         "class_names": list(data.class_names),
     }
     if spec.text:
-        wanted["spec_toml"] = spec.text
-    if "loss_timing" not in attrs:
-        wanted["loss_timing"] = _timing(data, spec.seed)
-    for key, value in wanted.items():
-        if attrs.get(key) != value:
-            study.set_user_attr(key, value)
+        notes["spec_toml"] = spec.text
+    if "loss_timing" not in read_notes(study, storage):
+        notes["loss_timing"] = _timing(data, spec.seed)
+    write_notes(study, storage, notes)
 
 
 def _timing(data: engine.Dataset, seed: int) -> dict[str, object]:

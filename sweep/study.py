@@ -31,6 +31,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from .home import Home, Owner, safe_url, scrub
 from .lifecycle import OUTCOME_ATTR, OWNER_ATTR, REASON_ATTR, RUN_ID_ATTR, Outcome, outcome_of
+from .notes import read_notes, write_notes
 from .space import distributions, make_pruner, make_sampler
 from .spec import PARAMS, StudySpec, identity_differences
 from .sqlitestore import check_sqlite_file, open_store
@@ -168,13 +169,14 @@ def open_study(
         raise _storage_error(home.storage, exc) from None
     if study.metric_names is None:  # optuna-dashboard and `optuna` commands show the name
         study.set_metric_names(["val_accuracy"])
-    stored = study.user_attrs.get("identity")
-    if stored is None and study.user_attrs.get("spec_toml"):  # made by an earlier softsweep
+    notes = read_notes(study, storage)
+    stored = notes.get("identity")
+    if stored is None and notes.get("spec_toml"):  # made by an earlier softsweep
         from .spec import parse_spec
 
-        stored = parse_spec(study.user_attrs["spec_toml"]).identity()
+        stored = parse_spec(notes["spec_toml"]).identity()
     if stored is None:
-        study.set_user_attr("identity", spec.identity())
+        write_notes(study, storage, {"identity": spec.identity()})
     elif changed := identity_differences(stored, spec):
         raise ValueError(
             f"{spec.source}: study {spec.name!r} already exists in {home.shown_storage} with other "
@@ -212,7 +214,7 @@ def stored_spec(study: optuna.Study, storage: str) -> StudySpec:
     """The spec a study was run with, from the study file it keeps."""
     from .spec import parse_spec
 
-    text = study.user_attrs.get("spec_toml")
+    text = read_notes(study, storage).get("spec_toml")
     if not text:
         raise RuntimeError(
             f"Study {study.study_name!r} in {safe_url(storage)} does not hold its study file "

@@ -169,11 +169,13 @@ def gather(
     weights: Mapping[int, np.ndarray] | None = None,
     data: Any = None,
     links: Mapping[str, str] | None = None,
+    storage: Any = None,
 ) -> StudyView:
     """A study's view from Optuna (trials, states, per-epoch histories, study attributes) and
     MLflow (the weights the figures need). `weights` holds what the caller still has in memory,
     by trial number; the rest is read from the runs. With `data` (the study's engine Dataset)
-    the tested trial's test predictions are drawn too."""
+    the tested trial's test predictions are drawn too. `storage` (the study's storage or its
+    URL) holds softsweep's notes on the study (`notes.py`)."""
     from optuna.trial import TrialState
 
     from .lifecycle import REASON_ATTR, RUN_ID_ATTR, Outcome, outcome_of, test_evaluations
@@ -199,7 +201,9 @@ def gather(
                 run_id=str(t.user_attrs.get(RUN_ID_ATTR, "")),
             )
         )
-    attrs = study.user_attrs
+    from .notes import read_notes
+
+    attrs = {**study.user_attrs, **(read_notes(study, storage) if storage is not None else {})}
     run_ids = {t.number: t.run_id for t in trials}
     view = StudyView(
         spec=spec,

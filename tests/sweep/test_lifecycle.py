@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.lifecycle import Interrupted, Interrupts, Outcome
+from sweep.notes import read_notes
 from tests.helpers import spec_text, write_idx_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,8 +176,12 @@ def test_a_study_file_changed_under_the_same_name_is_refused(
     assert "study 'life' already exists" in changed.output
     assert "epochs: 3 -> 4" in changed.output and "seed: 0 -> 1" in changed.output
     assert "new [study] name" in changed.output and "Traceback" not in changed.output
-    study = optuna.load_study(study_name="life", storage=f"sqlite:///{home / 'optuna.db'}")
-    assert study.user_attrs["identity"]["epochs"] == "3"  # the stored settings are untouched
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    study = optuna.load_study(study_name="life", storage=storage)
+    # The stored settings are untouched.
+    assert read_notes(study, storage)["identity"]["epochs"] == "3"
+    # They are softsweep's own notes: the user attributes `optuna studies` shows stay short.
+    assert set(study.user_attrs) <= {"dataset", "test_evaluations", "stopped"}
     # n_trials may change: a smaller target is simply reached already.
     path.write_text(text.replace("n_trials = 100", "n_trials = 5"))
     assert CliRunner().invoke(main, ["run", str(path), "--home", str(home)]).exit_code == 0
