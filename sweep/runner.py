@@ -15,6 +15,7 @@ interrupted, to be run by the next session).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -123,6 +124,7 @@ class Runner:
                     outage = outage or time.monotonic()
                     if time.monotonic() - outage > STORAGE_WAIT_S:
                         raise
+                    self._reset_session()
                     time.sleep(1.0)  # a database restart: wait for it, up to STORAGE_WAIT_S
         except BaseException:
             self._abandon()
@@ -320,7 +322,15 @@ class Runner:
                         "training here are lost; the next `sweep run` of this study takes them "
                         "back and finishes it."
                     ) from None
+                self._reset_session()
                 time.sleep(1.0)
+
+    def _reset_session(self) -> None:
+        """A connection lost in the middle of a read leaves Optuna's session waiting for a
+        rollback that nothing does (every later call: PendingRollbackError, even once the
+        database is back): drop it, so the next call starts a new one."""
+        with contextlib.suppress(Exception):
+            self.storage.scoped_session.remove()
 
     def _abandon(self) -> None:
         """This process's trials in flight: FAIL(interrupted), their runs closed, their params

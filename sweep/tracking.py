@@ -32,8 +32,8 @@ def EXPERIMENT_TAGS(study_name: str) -> dict[str, str]:  # noqa: N802 (a constan
     return {
         "mlflow.experimentKind": "custom_model_development",
         "mlflow.note.content": (
-            f"softsweep study {study_name}: softmax classifiers, one child run per Optuna trial "
-            "(learning rate, reg, batch size) under the study's run. Compare runs by "
+            f"softsweep study {study_name}: softmax classifiers, one run per Optuna trial "
+            "(learning rate, reg, batch size) beside the study's own run. Compare runs by "
             "val_accuracy; a failed or pruned run says why in its description."
         ),
     }
