@@ -115,19 +115,7 @@ def close_study(
         from . import report as reports
         from .studyview import gather
 
-        view = gather(
-            study,
-            spec,
-            tracker,
-            weights=known,
-            data=data,
-            storage=home.storage,
-            links={
-                "optuna storage": home.shown_storage,
-                "mlflow tracking": home.shown_tracking_uri,
-            },
-        )
-        view.ui_url, view.ui_hint = home.ui()
+        view = gather(study, spec, tracker, home, weights=known, data=data)
         written = reports.write_report(view, home.report_dir(spec.name))
         tracker.log_reports(written.files)
         closing.report_dir = written.folder
@@ -178,9 +166,7 @@ def redraw_report(study_name: str, home: Home) -> tuple[Any, Tracker, bool]:
     tracker = Tracker(home.tracking_uri, study_name, create=False)
     try:
         tracker.find_study_run(study_name)
-        links = {"optuna storage": home.shown_storage, "mlflow tracking": home.shown_tracking_uri}
-        view = gather(stored, spec, tracker, data=data, links=links, storage=home.storage)
-        view.ui_url, view.ui_hint = home.ui()
+        view = gather(stored, spec, tracker, home, data=data)
         written = reports.write_report(view, home.report_dir(study_name))
         if tracker.parent_id is not None:
             tracker.log_reports(written.files)

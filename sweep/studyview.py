@@ -21,6 +21,7 @@ SHOWN_IMAGES = 16  # sample predictions and confident mistakes drawn from the te
 if TYPE_CHECKING:
     import optuna
 
+    from .home import Home
     from .tracker import Tracker
 
 __all__ = [
@@ -165,17 +166,17 @@ def gather(
     study: optuna.Study,
     spec: StudySpec,
     tracker: Tracker,
+    home: Home,
     *,
     weights: Mapping[int, np.ndarray] | None = None,
     data: Any = None,
-    links: Mapping[str, str] | None = None,
-    storage: Any = None,
 ) -> StudyView:
     """A study's view from Optuna (trials, states, per-epoch histories, study attributes) and
     MLflow (the weights the figures need). `weights` holds what the caller still has in memory,
     by trial number; the rest is read from the runs. With `data` (the study's engine Dataset)
-    the tested trial's test predictions are drawn too. `storage` (the study's storage or its
-    URL) holds softsweep's notes on the study (`notes.py`)."""
+    the tested trial's test predictions are drawn too. `home` says where the stores are: the
+    page shows them, links run ids to its MLflow UI, and reads softsweep's notes on the study
+    (`notes.py`) from its Optuna storage."""
     from optuna.trial import TrialState
 
     from .lifecycle import REASON_ATTR, RUN_ID_ATTR, Outcome, outcome_of, test_evaluations
@@ -203,7 +204,8 @@ def gather(
         )
     from .notes import read_notes
 
-    attrs = {**study.user_attrs, **(read_notes(study, storage) if storage is not None else {})}
+    attrs = {**study.user_attrs, **read_notes(study, home.storage)}
+    ui_url, ui_hint = home.ui()
     run_ids = {t.number: t.run_id for t in trials}
     view = StudyView(
         spec=spec,
@@ -212,7 +214,9 @@ def gather(
         class_names=tuple(str(c) for c in attrs.get("class_names", ())),
         loss_timing=attrs.get("loss_timing"),
         frozen=study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-        links=dict(links or {}),
+        links={"optuna storage": home.shown_storage, "mlflow tracking": home.shown_tracking_uri},
+        ui_url=ui_url,
+        ui_hint=ui_hint,
         stopped=str(attrs.get("stopped", "")),
     )
     view.experiment_id = tracker.experiment_id() or ""
