@@ -84,7 +84,12 @@ def open_store(uri: str, opener: Callable[[], T], create: Callable[[str], None])
 def check_sqlite_file(uri: str, kind: str, option: str) -> None:
     """Refuse, in one paragraph, a `sqlite:///` file that cannot be this kind of store (a
     folder, not a database, a folder it cannot be created in, another program's tables).
-    Milliseconds; nothing is created or written. Other URIs are not checked here."""
+    Milliseconds; nothing is created. Other URIs are not checked here.
+
+    Opened read-write (read-only only if the file is write-protected): a process killed in the
+    middle of a write leaves a hot journal that the next opener must roll back, which a
+    read-only connection cannot do ("attempt to write a readonly database"); this check is
+    that next opener, and the rollback is SQLite's own recovery, which the store needs anyway."""
     path = sqlite_path(uri)
     if path is None:
         return
@@ -93,7 +98,7 @@ def check_sqlite_file(uri: str, kind: str, option: str) -> None:
         problem = "it is a folder"
     elif path.exists():
         try:
-            with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+            with closing(sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True)) as db:
                 # alembic's bookkeeping alone (both programs use it) is a store not made yet
                 tables = {name for (name,) in db.execute(_TABLE_NAMES)} - {"alembic_version"}
         except sqlite3.Error as exc:

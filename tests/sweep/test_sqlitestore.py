@@ -7,6 +7,8 @@ from __future__ import annotations
 import fcntl
 import re
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -98,6 +100,49 @@ def test_new_files_and_each_programs_own_file_pass(tmp_path: Path) -> None:
     optuna_file = tmp_path / "optuna.db"
     make_storage(f"sqlite:///{optuna_file}", SPEC).engine.dispose()
     check_sqlite_file(f"sqlite:///{optuna_file}", "Optuna storage", "--storage")
+
+
+# A writer killed (kill -9) with its transaction half written to the file: its rollback journal
+# is hot, and the next opener has to roll it back before reading anything.
+KILLED_WRITER = """
+import os, signal, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA cache_size = 5")  # pages spill to the file before the commit
+db.execute("BEGIN IMMEDIATE")
+db.execute("CREATE TABLE half_written (x TEXT)")
+db.executemany("INSERT INTO half_written VALUES (?)", [("x" * 200,)] * 2000)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_store_left_by_a_writer_killed_mid_transaction_is_recovered_not_refused(
+    tmp_path: Path,
+) -> None:
+    optuna_uri = f"sqlite:///{tmp_path / 'optuna.db'}"
+    make_storage(optuna_uri, SPEC).engine.dispose()
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    Tracker(mlflow_uri, "kept").close()
+    for uri in (optuna_uri, mlflow_uri):
+        path = sqlite_path(uri)
+        assert path is not None
+        killed = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path)], check=False)
+        assert killed.returncode == -9
+        assert path.with_name(path.name + "-journal").stat().st_size > 0  # a hot journal
+        with pytest.raises(sqlite3.OperationalError, match="readonly database"):
+            with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+                db.execute("SELECT name FROM sqlite_master").fetchall()
+    check_sqlite_file(optuna_uri, "Optuna storage", "--storage")  # recovered, not refused
+    check_sqlite_file(mlflow_uri, "MLflow tracking store", "--tracking-uri")
+    for uri in (optuna_uri, mlflow_uri):
+        path = sqlite_path(uri)
+        assert path is not None and not path.with_name(path.name + "-journal").exists()
+        with closing(sqlite3.connect(path)) as db:  # the half-written transaction is gone
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        assert "half_written" not in tables
+    make_storage(optuna_uri, SPEC).engine.dispose()  # both programs open them as before
+    tracker = Tracker(mlflow_uri, "kept")
+    assert tracker.errors == []
+    tracker.close()
 
 
 @pytest.mark.parametrize(
