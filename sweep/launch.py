@@ -219,6 +219,7 @@ def _fixed_params(spec: StudySpec, data: engine.Dataset) -> dict[str, str]:
         "lr_schedule": spec.lr_schedule.describe(),
         "seed": str(spec.seed),
         "center": str(spec.center).lower(),
+        "standardize": str(spec.standardize).lower(),
         "sampler": spec.sampler,
         "pruner": spec.pruner,
         "val_size": str(data.X_val.shape[0]),

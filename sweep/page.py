@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .spec import StudySpec
 from .studyview import StudyView
 
 __all__ = ["CAPTIONS", "page"]
@@ -112,6 +113,12 @@ def page(view: StudyView, files: list[Path], notes: list[str], keys: dict[str, s
 """
 
 
+def _features(spec: StudySpec) -> str:
+    if spec.standardize:
+        return "pixels centred and standardized"
+    return "pixels centred" if spec.center else "pixels in [0, 1]"
+
+
 def _summary(view: StudyView) -> list[tuple[str, str]]:
     best = view.best
     counts: dict[str, int] = {}
@@ -119,7 +126,7 @@ def _summary(view: StudyView) -> list[tuple[str, str]]:
         counts[t.outcome] = counts.get(t.outcome, 0) + 1
     summary = [
         ("study", view.spec.name),
-        ("dataset", view.spec.dataset),
+        ("dataset", f"{view.spec.dataset} ({_features(view.spec)})"),
         ("sampler / pruner", f"{view.spec.sampler} / {view.spec.pruner}"),
         ("epochs", f"{view.spec.epochs} (learning rate: {view.spec.lr_schedule.describe()})"),
         ("trials", ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))),

@@ -33,7 +33,8 @@ PARAMS = ("learning_rate", "reg", "batch_size")
 # for life (`sweep run` refuses a study file that changes one). n_trials, timeout_s and
 # side_by_side may change between runs.
 IDENTITY_KEYS = (
-    "dataset", "val_size", "split_seed", "center", "epochs", "loss", "lr_schedule", "seed",
+    "dataset", "val_size", "split_seed", "center", "standardize", "epochs", "loss",
+    "lr_schedule", "seed",
     "sampler", "pruner",
     "space.learning_rate", "space.reg", "space.batch_size",
 )  # fmt: skip
@@ -54,6 +55,7 @@ _SECTIONS: dict[str, dict[str, str]] = {  # section -> key -> what it holds (for
         "val_size": "an integer >= 1",
         "split_seed": "an integer from 0 to 4294967295 (the validation split's seed)",
         "center": "true or false",
+        "standardize": "true or false (divide each centred feature by its training std)",
         "data_dir": "a folder holding the dataset's files",
     },
     "train": {
@@ -105,6 +107,7 @@ class StudySpec:
     val_size: int | None
     split_seed: int | None  # None: the study's seed (how studies split before this setting)
     center: bool
+    standardize: bool
     data_dir: str | None
     epochs: int
     loss: str
@@ -147,6 +150,7 @@ class StudySpec:
             "val_size": "auto" if self.val_size is None else str(self.val_size),
             "split_seed": str(self.data_seed),
             "center": str(self.center).lower(),
+            "standardize": str(self.standardize).lower(),
             "epochs": str(self.epochs),
             "loss": self.loss,
             "lr_schedule": self.lr_schedule.describe(),
@@ -164,11 +168,16 @@ class StudySpec:
 
 def identity_differences(stored: dict[str, str], spec: StudySpec) -> list[str]:
     """'key: old -> new' for each identity setting that `spec` changes. A study made before a
-    setting existed had that setting's old behaviour: a constant learning rate, and the split
-    drawn with the study's seed."""
+    setting existed had that setting's old behaviour: a constant learning rate, the split drawn
+    with the study's seed, features not standardized."""
     new = spec.identity()
     if stored:
-        stored = {"lr_schedule": "constant", "split_seed": stored.get("seed", ""), **stored}
+        old = {
+            "lr_schedule": "constant",
+            "split_seed": stored.get("seed", ""),
+            "standardize": "false",
+        }
+        stored = {**old, **stored}
     return [
         f"{key}: {stored.get(key, '(not set)')} -> {new[key]}"
         for key in IDENTITY_KEYS
@@ -343,6 +352,16 @@ def parse_spec(text: str, source: str = "<string>") -> StudySpec:
     center = data.get("center", False)
     if not isinstance(center, bool):
         raise r.fail("[data] center", "true or false", center)
+    standardize = data.get("standardize", False)
+    if not isinstance(standardize, bool):
+        raise r.fail("[data] standardize", "true or false", standardize)
+    if standardize and not center:
+        raise r.fail(
+            "[data] center",
+            "true when standardize = true",
+            center,
+            "Standardizing subtracts the training mean too: set center = true.",
+        )
     data_dir = data.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise r.fail("[data] data_dir", "a folder path (a string)", data_dir)
@@ -380,6 +399,7 @@ def parse_spec(text: str, source: str = "<string>") -> StudySpec:
         val_size=r.integer(data, "data", "val_size", None, 1),
         split_seed=r.integer(data, "data", "split_seed", None, 0, maximum=2**32 - 1),
         center=center,
+        standardize=standardize,
         data_dir=data_dir,
         epochs=r.integer(train, "train", "epochs", 10, 1),
         loss=loss,

@@ -94,13 +94,11 @@ def test_view(trial: int, weights: np.ndarray, data: Any) -> TestView:
     y = data.y_test
     C = probs.shape[1]
     confusion = np.bincount(y * C + predicted, minlength=C * C).reshape(C, C)
-    pixels = data.X_test.astype(np.float64)
-    if data.decoder is not None and data.decoder.mean is not None:
-        pixels = pixels + data.decoder.mean
-    scale = data.decoder.scale if data.decoder is not None else 1.0 / 255.0
+    # (N, D) on the 0..255 scale (a dataset without a decoder holds [0, 1] pixels)
+    pixels = data.decoder.pixels(data.X_test) if data.decoder is not None else data.X_test * 255.0
 
     def shown(k: int) -> Shown:
-        image = np.clip(np.rint(pixels[k] / scale), 0, 255).astype(np.uint8)
+        image = np.clip(np.rint(pixels[k]), 0, 255).astype(np.uint8)
         display = _display(image.reshape(1, *data.image_shape))[0]
         return Shown(int(k), display, int(y[k]), int(predicted[k]), float(confidence[k]))
 

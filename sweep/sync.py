@@ -108,6 +108,7 @@ def load_data(spec: StudySpec) -> engine.Dataset:
         val_size=spec.val_size,
         seed=spec.data_seed,
         center=spec.center,
+        standardize=spec.standardize,
     )
 
 

@@ -63,3 +63,11 @@ def fashion_centred() -> engine.Dataset:
     env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "SOFTSWEEP_OFFLINE")}
     with mock.patch.dict(os.environ, {**env, **_USER_ENV}, clear=True):
         return engine.load_dataset("fashion-mnist", val_size=5000, center=True)
+
+
+@pytest.fixture(scope="session")
+def fashion_standardized() -> engine.Dataset:
+    """As the main study loads it: the same split, centred and standardized."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "SOFTSWEEP_OFFLINE")}
+    with mock.patch.dict(os.environ, {**env, **_USER_ENV}, clear=True):
+        return engine.load_dataset("fashion-mnist", val_size=5000, center=True, standardize=True)

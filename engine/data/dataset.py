@@ -103,8 +103,10 @@ def make_dataset(
     seed: int,
     center: bool,
     dtype: np.dtype | type,
+    standardize: bool = False,
 ) -> Dataset:
-    """Split, scale and (optionally) centre uint8 images (N, *image_shape) into a Dataset."""
+    """Split, scale and (optionally) centre or standardize uint8 images (N, *image_shape) into a
+    Dataset (`PixelDecoder` holds the formulas)."""
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
@@ -152,7 +154,7 @@ def make_dataset(
     flat = train_images.reshape(train_images.shape[0], -1)
     train_idx, val_idx = split_indices(flat.shape[0], val_size, seed)
     pixels_train = np.ascontiguousarray(flat[train_idx])
-    decoder = PixelDecoder.fit(pixels_train, center=center, dtype=dtype)
+    decoder = PixelDecoder.fit(pixels_train, center=center, standardize=standardize, dtype=dtype)
     return Dataset(
         name=name,
         X_train=decoder.decode(pixels_train),
@@ -214,15 +216,18 @@ def load_dataset(
     val_size: int | None = None,
     seed: int = 0,
     center: bool = False,
+    standardize: bool = False,
     dtype: np.dtype | type = np.float32,
     allow_download: bool | None = None,
 ) -> Dataset:
     """Load `mnist`, `fashion-mnist`, `cifar10`, or a folder holding the four IDX files.
 
     Pixels are scaled to [0, 1]; with `center=True` the training split's per-feature mean is
-    subtracted from every split. The validation split (`val_size` examples taken from the
-    official training set; by default 5000, or a tenth of a training set smaller than 50,000) is
-    fixed by `seed` and never overlaps the training split.
+    subtracted from every split, and with `standardize=True` each feature is also divided by
+    its training standard deviation (softened by `STD_EPS`; see `PixelDecoder`). The
+    validation split (`val_size` examples taken from the official training set; by default
+    5000, or a tenth of a training set smaller than 50,000) is fixed by `seed` and never
+    overlaps the training split.
     """
     info: DatasetInfo | None = None
     folder: Path | None = None
@@ -260,5 +265,6 @@ def load_dataset(
         val_size=val_size,
         seed=seed,
         center=center,
+        standardize=standardize,
         dtype=dtype,
     )

@@ -17,7 +17,7 @@ import pytest
 import engine
 from engine.data import sources
 from engine.data.idx import IDX_FILES, read_idx, write_idx
-from engine.data.preprocess import split_indices
+from engine.data.preprocess import STD_EPS, PixelDecoder, split_indices
 from tests.helpers import write_cifar_folder, write_idx_dataset
 
 
@@ -288,11 +288,45 @@ def test_centering_uses_training_statistics_only(idx_folder: Path) -> None:
     np.testing.assert_allclose(centred.X_test, plain.X_test - mean.astype(np.float32), atol=1e-6)
 
 
-@pytest.mark.parametrize("center", [False, True])
-def test_decoder_reproduces_x_train_bit_for_bit(idx_folder: Path, center: bool) -> None:
-    data = engine.load_dataset(idx_folder, val_size=60, center=center)
+def test_standardizing_uses_training_statistics_only(idx_folder: Path) -> None:
+    plain = engine.load_dataset(idx_folder, val_size=60)
+    scaled = engine.load_dataset(idx_folder, val_size=60, center=True, standardize=True)
+    # The oracle, in float64 from the plain [0, 1] training features:
+    # x = (p / 255 - mu) / sqrt(sigma^2 + STD_EPS)
+    train = plain.X_train.astype(np.float64)
+    mu, sd = train.mean(axis=0), np.sqrt(train.var(axis=0) + STD_EPS)
+    for split in ("X_train", "X_val", "X_test"):
+        expected = (getattr(plain, split).astype(np.float64) - mu) / sd
+        np.testing.assert_allclose(getattr(scaled, split), expected, rtol=1e-5, atol=1e-5)
+    # Training features have mean 0 and (nearly, because of STD_EPS) unit variance.
+    np.testing.assert_allclose(scaled.X_train.mean(axis=0), 0.0, atol=1e-5)
+    assert np.all(scaled.X_train.std(axis=0) < 1.0)
+    varied = train.std(axis=0) > 0.2  # where sigma^2 >> STD_EPS
+    assert varied.any()
+    np.testing.assert_allclose(scaled.X_train.std(axis=0)[varied], 1.0, atol=0.01)
+
+
+def test_a_pixel_that_never_varies_in_training_is_not_blown_up(idx_folder: Path) -> None:
+    data = engine.load_dataset(idx_folder, val_size=60)
+    assert data.pixels_train is not None and data.decoder is not None
+    pixels = data.pixels_train.copy()
+    pixels[:, 0] = 0  # dark in every training image (a border pixel)
+    decoder = PixelDecoder.fit(pixels, center=True, standardize=True, dtype=np.float32)
+    bright = pixels[:1].copy()
+    bright[0, 0] = 255  # one test image lit there
+    assert decoder.decode(bright)[0, 0] == pytest.approx(1 / np.sqrt(STD_EPS), rel=1e-5)  # ~25.5
+
+
+@pytest.mark.parametrize(("center", "standardize"), [(False, False), (True, False), (True, True)])
+def test_decoder_reproduces_x_train_bit_for_bit_and_back(
+    idx_folder: Path, center: bool, standardize: bool
+) -> None:
+    data = engine.load_dataset(idx_folder, val_size=60, center=center, standardize=standardize)
     assert data.decoder is not None and data.pixels_train is not None
     np.testing.assert_array_equal(data.decoder.decode(data.pixels_train[5:9]), data.X_train[5:9])
+    # `pixels` undoes it (to float32 rounding): the report shows the images the model saw.
+    back = data.decoder.pixels(data.X_train[5:9])
+    np.testing.assert_array_equal(np.rint(back), data.pixels_train[5:9])
 
 
 def test_float64_dataset(idx_folder: Path) -> None:

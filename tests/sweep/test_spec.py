@@ -81,16 +81,31 @@ def test_the_split_seed_defaults_to_the_study_seed() -> None:
     assert pinned.data_seed == 0 and pinned.identity()["split_seed"] == "0"
 
 
-def test_a_study_made_before_a_setting_existed_had_its_old_behaviour() -> None:
-    # Stored by an older softsweep: no lr_schedule (constant) and no split_seed (the seed's).
-    old = parse_spec(VALID, "s.toml").identity()
-    del old["lr_schedule"], old["split_seed"]
-    assert identity_differences(old, parse_spec(VALID, "s.toml")) == []
-    changed = VALID.replace("val_size = 500", "val_size = 500\nsplit_seed = 0").replace(
-        "epochs = 4", 'epochs = 4\nlr_schedule = "cosine"'
+def test_standardizing_is_a_study_setting_that_needs_centring() -> None:
+    assert parse_spec(VALID, "s.toml").standardize is False
+    spec = parse_spec(
+        VALID.replace("val_size = 500", "val_size = 500\ncenter = true\nstandardize = true")
     )
+    assert spec.standardize and spec.identity()["standardize"] == "true"
+    with pytest.raises(ValueError, match=r"\[data\] center must be true when standardize = true"):
+        parse_spec(VALID.replace("val_size = 500", "val_size = 500\nstandardize = true"), "s.toml")
+    with pytest.raises(ValueError, match=r"\[data\] standardize must be true or false, got 1"):
+        parse_spec(VALID.replace("val_size = 500", "val_size = 500\nstandardize = 1"), "s.toml")
+
+
+def test_a_study_made_before_a_setting_existed_had_its_old_behaviour() -> None:
+    # Stored by an older softsweep: no lr_schedule (constant), no split_seed (the seed's), no
+    # standardize (false).
+    old = parse_spec(VALID, "s.toml").identity()
+    del old["lr_schedule"], old["split_seed"], old["standardize"]
+    assert identity_differences(old, parse_spec(VALID, "s.toml")) == []
+    changed = VALID.replace(
+        "val_size = 500", "val_size = 500\nsplit_seed = 0\ncenter = true\nstandardize = true"
+    ).replace("epochs = 4", 'epochs = 4\nlr_schedule = "cosine"')
     assert identity_differences(old, parse_spec(changed, "s.toml")) == [
         "split_seed: 3 -> 0",
+        "center: false -> true",
+        "standardize: false -> true",
         "lr_schedule: constant -> cosine(floor=0)",
     ]
 
