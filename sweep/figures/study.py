@@ -128,8 +128,9 @@ def templates_figure(view: StudyView, best: TrialView, images: np.ndarray) -> Fi
             ax.imshow(images[k], cmap="gray" if images.ndim == 3 else None, vmin=0, vmax=255)
             name = view.class_names[k] if k < len(view.class_names) else str(k)
             ax.set_title(name, fontsize=9)
+    on = "\n(the weights on standardized pixels)" if view.spec.standardize else ""
     fig.suptitle(
-        f"Weight templates, trial #{best.number} ({best.describe()}), val acc {best.value:.4f}",
+        f"Weight templates, trial #{best.number} ({best.describe()}), val acc {best.value:.4f}{on}",
         fontsize=10,
     )
     return fig

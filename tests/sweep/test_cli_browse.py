@@ -100,6 +100,10 @@ def test_runs_top_sort_state_and_json(home: Path, tmp_path: Path) -> None:
     assert [r["reg"] for r in records] == sorted(r["reg"] for r in records)
     code, said = cli("runs", "tpe", "--home", str(home), "--top", "2")
     assert code == 0 and len(said.strip().splitlines()) == 3  # a header and two rows
+    best = sweep.load_runs("tpe", home=home).iloc[0]
+    header, first = said.splitlines()[0].split(), said.splitlines()[1].split()
+    # accuracies are read down the column: always 4 decimals (0.8560, not 0.856)
+    assert first[header.index("val_accuracy")] == f"{best['val_accuracy']:.4f}"
     code, said = cli("runs", "tpe", "--home", str(home), "--sort", "nope")
     assert code == 2 and "--sort must be one of the columns study, trial," in said
     code, said = cli("runs", "tpe", "--home", str(home), "--csv", str(tmp_path / "no" / "x.csv"))
