@@ -223,8 +223,8 @@ def load_dataset(
     """Load `mnist`, `fashion-mnist`, `cifar10`, or a folder holding the four IDX files.
 
     Pixels are scaled to [0, 1]; with `center=True` the training split's per-feature mean is
-    subtracted from every split, and with `standardize=True` each feature is also divided by
-    its training standard deviation (softened by `STD_EPS`; see `PixelDecoder`). The
+    subtracted from every split; `standardize=True` centres too and then divides each feature
+    by its training standard deviation (softened by `STD_EPS`; see `PixelDecoder`). The
     validation split (`val_size` examples taken from the official training set; by default
     5000, or a tenth of a training set smaller than 50,000) is fixed by `seed` and never
     overlaps the training split.
