@@ -28,6 +28,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_health(
+    url: str, process: subprocess.Popen, what: str, log: Path, timeout_s: float = 90
+) -> None:
+    """Return once `url`/health answers 200; raise with the end of `log` if `process` exits
+    first, or after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{what} exited with {process.returncode}: "
+                + log.read_text(errors="replace")[-3000:]
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not answer /health within {timeout_s:g} s")
+        time.sleep(0.5)
+
+
 def _pg_bin() -> Path:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     if found:
@@ -114,22 +137,7 @@ def mlflow_server(backend_uri: str, artifacts: Path, port: int | None = None) ->
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow server exited with {server.returncode}: "
-                    + Path(log.name).read_text(errors="replace")[-3000:]
-                )
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not answer /health within 90 s")
-            time.sleep(0.5)
+        wait_for_health(url, server, "mlflow server", Path(log.name))
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -141,3 +149,30 @@ def mlflow_server(backend_uri: str, artifacts: Path, port: int | None = None) ->
                 os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def sweep_ui(home: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`sweep ui --home HOME` on a free port; yields its URL and the process once /health
+    answers (the lines it printed, the UI's and each study's link, are unread on its stdout),
+    and stops it (SIGTERM: it stops its MLflow server) at the end."""
+    port = free_port()
+    log = home.parent / f"sweep-ui-{port}.log"
+    with open(log, "wb") as errors:
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "sweep", "ui", "--home", str(home), "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_health(url, ui, "sweep ui", log, timeout_s=120)
+            yield url, ui
+        finally:
+            ui.terminate()
+            try:
+                ui.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                ui.kill()
+                ui.wait()

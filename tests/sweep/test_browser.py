@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
 
 from tests.helpers import run_spec, spec_text, write_idx_dataset
+from tests.servers import sweep_ui
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -94,32 +91,12 @@ def test_the_offline_report_loads_every_image_sorts_and_fits_a_phone(browser, sw
     phone.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_sweep_ui_lands_on_the_studys_trials_one_row_each_with_live_curves(browser, swept) -> None:
     home, _ = swept
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "ui", "--home", str(home), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    with sweep_ui(home) as (base, server):
         assert server.stdout is not None
         server.stdout.readline()  # "MLflow UI: ..."
         link = server.stdout.readline().split(": ", 1)[1].strip()
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors = watch(page)
         page.goto(link)
@@ -147,6 +124,3 @@ def test_sweep_ui_lands_on_the_studys_trials_one_row_each_with_live_curves(brows
             assert sorted(p["step"] for p in points) == list(
                 range(1, int(tags["softsweep.epochs_run"]) + 1)
             )
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

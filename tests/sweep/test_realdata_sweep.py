@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 from unittest import mock
@@ -19,6 +15,7 @@ from click.testing import CliRunner
 from engine.data.sources import KNOWN_DATASETS, locate
 from sweep.cli import main
 from tests.conftest import _USER_ENV
+from tests.servers import sweep_ui
 
 pytestmark = pytest.mark.realdata
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,43 +55,11 @@ def test_sweep_runs_lists_every_trial(main_job: Path) -> None:
     assert result.output.splitlines()[1].split()[1] == "complete"  # best first
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_sweep_ui_serves_the_study_on_localhost(main_job: Path) -> None:
-    port = free_port()
-    ui = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "ui", "--home", str(main_job), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline or ui.poll() is not None:
-                    pytest.fail(
-                        f"sweep ui did not start: {ui.stdout.read() if ui.poll() is not None else 'timeout'}"
-                    )
-                time.sleep(0.5)
+    with sweep_ui(main_job) as (base, _):
         request = urllib.request.Request(
             f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=fashion-mnist-tpe"
         )
         with urllib.request.urlopen(request, timeout=10) as r:
             experiment = json.load(r)["experiment"]
-        assert experiment["name"] == "fashion-mnist-tpe"
-    finally:
-        ui.terminate()
-        try:
-            ui.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            ui.kill()
+    assert experiment["name"] == "fashion-mnist-tpe"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -48,15 +49,21 @@ def epochs(n: int, start: float = 0.5) -> list[dict[str, float]]:
     ]  # fmt: skip
 
 
-def test_epochs_logged_live_are_not_logged_again_at_the_finish(tmp_path: Path) -> None:
+def first_epoch_live(tmp_path: Path, study: str) -> tuple[str, Tracker, Future[str]]:
+    """A study's trial 0 whose epoch 1 went to MLflow while it trained."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "live")
-    tracker.start_study("live", {}, "")
-    run = tracker.start_trial("live", 0, params={"reg": 0.0})
-    history = epochs(4)
+    tracker = Tracker(uri, study)
+    tracker.start_study(study, {}, "")
+    run = tracker.start_trial(study, 0, params={"reg": 0.0})
     tracker._live_cost = 0.0  # as if requests were free: the first epoch goes at once
-    tracker.log_epoch({0: run}, {0: history[0]}, 1)
-    tracker._live_job.result()  # measured now: the budget (4% of ~0 s so far) says wait
+    tracker.log_epoch({0: run}, {0: epochs(1)[0]}, 1)
+    tracker._live_job.result()  # measured now: the budget (a share of ~0 s so far) says wait
+    return uri, tracker, run
+
+
+def test_epochs_logged_live_are_not_logged_again_at_the_finish(tmp_path: Path) -> None:
+    uri, tracker, run = first_epoch_live(tmp_path, "live")
+    history = epochs(4)
     tracker.log_epoch({0: run}, {0: history[1]}, 2)
     assert tracker._live and tracker._live[0][1] == 2
     tracker.flush()
@@ -83,14 +90,8 @@ def test_epochs_logged_live_are_not_logged_again_at_the_finish(tmp_path: Path) -
 
 
 def test_sync_completes_a_live_run_whose_process_died_without_duplicates(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = Tracker(uri, "died")
-    tracker.start_study("died", {}, "")
-    run = tracker.start_trial("died", 0, params={"reg": 0.0})
+    uri, tracker, run = first_epoch_live(tmp_path, "died")
     history = epochs(3)
-    tracker._live_cost = 0.0
-    tracker.log_epoch({0: run}, {0: history[0]}, 1)
-    tracker._live_job.result()
     tracker.abandon()  # the process dies: the run stays RUNNING with epoch 1 only
     again = Tracker(uri, "died")
     record = TrialRecord(0, Outcome.COMPLETE, {"reg": 0.0}, history, {"best_val_accuracy": 0.56})
