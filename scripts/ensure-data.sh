@@ -8,9 +8,4 @@ if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] \
    || [ -f "${XDG_CACHE_HOME:-$HOME/.cache}/softsweep/fashion-mnist/train-images-idx3-ubyte.gz" ]; then
   exit 0
 fi
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "Installing Debian's dataset-fashion-mnist package ..." >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2 && apt-get install -y -qq dataset-fashion-mnist >&2 || \
-    echo "warning: could not install dataset-fashion-mnist; softsweep will try to download it." >&2
-fi
+bash "$(dirname "$0")/apt-install.sh" dataset-fashion-mnist "softsweep downloads the files instead"
