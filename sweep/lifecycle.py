@@ -204,12 +204,12 @@ _PAUSE_ENV = "SOFTSWEEP_PAUSE_AT"
 def checkpoint(step: str) -> None:
     """The tests' way to stop a real `sweep run` at one step of the lifecycle: with
     SOFTSWEEP_PAUSE_AT=<step> the process says `paused at <step>` on stderr the first time it
-    reaches that step and waits there (up to 60 s, or until a signal arrives) for the test's
-    signal. A no-op otherwise."""
+    reaches that step and waits there (up to 60 s, or SOFTSWEEP_PAUSE_S seconds, or until a
+    signal arrives) for the test's signal or fault. A no-op otherwise."""
     if os.environ.get(_PAUSE_ENV) != step:
         return
     os.environ.pop(_PAUSE_ENV)  # once
     print(f"paused at {step}", file=sys.stderr, flush=True)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + float(os.environ.get("SOFTSWEEP_PAUSE_S", "60"))
     while time.monotonic() < deadline and (_active is None or _active.received is None):
         time.sleep(0.05)

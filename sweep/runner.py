@@ -8,6 +8,10 @@ a finished trial. An exception while training a group is that group's trials' ou
 not the sweep's end. On an interrupt (`lifecycle.Interrupted`) or any other exception, the trials
 in flight are told FAIL(interrupted), their runs closed, and their params queued again.
 
+A database server that restarts (PostgreSQL; not a local SQLite file) is waited for, up to
+STORAGE_WAIT_S: a trained trial's tell waits for it, and trials asked just before it went away
+are given back (FAIL(interrupted), queued again) once it answers, and the loop goes on.
+
 `timeout_s` is this session's deadline, counted from the loop's start: no trial is asked after
 it, and the group training at that moment stops after its current epoch (its trials are
 interrupted, to be run by the next session).
@@ -42,6 +46,9 @@ __all__ = ["Finished", "Runner", "Session"]
 
 # trials done, best value, a note, epochs trained so far by the trials in flight
 OnProgress = Callable[[int, float | None, str, int], None]
+# The reason of a trial asked just before the Optuna storage went away, and given back untrained
+# once it answers again.
+GIVEN_BACK = "interrupted: the Optuna storage went away before it trained; trial retried"
 ABANDON_WAIT_S = 10.0  # how long an interrupted sweep waits for a run it is closing
 STORAGE_WAIT_S = 60.0  # how long a tell waits for an Optuna storage that went away
 
@@ -115,11 +122,12 @@ class Runner:
             outage = 0.0  # since when the storage has not answered, between rounds
             while True:
                 try:
+                    self._give_back(GIVEN_BACK)  # asked before an outage, never trained
                     if not self._round():
                         break
                     outage = 0.0
-                except StorageInternalError:
-                    if self.in_flight or not self._restartable:  # (its tells waited already)
+                except StorageInternalError:  # (a tell waits by itself: see `_tell`)
+                    if not self._restartable:
                         raise
                     outage = outage or time.monotonic()
                     if time.monotonic() - outage > STORAGE_WAIT_S:
@@ -179,10 +187,10 @@ class Runner:
         """Ask a trial and register it (first heartbeat, owner, in flight) in one step."""
         with self.interrupts.shielded():
             trial = self.study.ask(distributions(self.spec))
+            self.in_flight[trial.number] = trial  # (a storage error from here on gives it back)
             checkpoint("asking")
             beat.add(trial)
             trial.set_user_attr(OWNER_ATTR, self.owner.name)
-            self.in_flight[trial.number] = trial
         return trial
 
     def _drop_duplicates(self, trials: list[Trial]) -> list[Trial]:
@@ -228,10 +236,13 @@ class Runner:
             stop = []
             for k, metrics in per_model.items():
                 if spec.pruner != "none":
-                    group[k].report(metrics["val_accuracy"], epoch)
-                    if group[k].should_prune():
-                        pruned.add(k)
-                        stop.append(k)
+                    try:
+                        group[k].report(metrics["val_accuracy"], epoch)
+                        if group[k].should_prune():
+                            pruned.add(k)
+                            stop.append(k)
+                    except StorageInternalError:  # the storage is away: no pruning this epoch
+                        self._reset_session()  # (the tell waits for it, or says what failed)
             if self._past_deadline():
                 self.session.deadline = True
                 cut.update(k for k in per_model if k not in pruned)
@@ -332,30 +343,34 @@ class Runner:
         with contextlib.suppress(Exception):
             self.storage.scoped_session.remove()
 
-    def _abandon(self) -> None:
+    def _give_back(self, reason: str) -> None:
         """This process's trials in flight: FAIL(interrupted), their runs closed, their params
-        queued again. Best effort and bounded: the store may be what failed."""
+        queued again. Raises the storage's error; a trial given back is off the list, so a
+        second call after an error goes on with the rest."""
         if not self.in_flight:
             return
-        try:
-            running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        except Exception:  # the storage is what failed: the next run reclaims them
-            return
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         frozen = {t.number: t for t in running}
         for number, trial in list(self.in_flight.items()):
             run = self.runs.get(number)
             run_id = self.tracker.run_id(run, timeout=ABANDON_WAIT_S) if run else None
             try:
-                if run_id:
-                    trial.set_user_attr(RUN_ID_ATTR, run_id)
-                if number in frozen:
-                    tell(trial, Outcome.INTERRUPTED, reason="interrupted: this process stopped")
+                if number in frozen:  # (not, when an earlier call told it and then failed)
+                    if run_id:
+                        trial.set_user_attr(RUN_ID_ATTR, run_id)
+                    tell(trial, Outcome.INTERRUPTED, reason=reason)
                     retry(self.study, self.spec, number, trial.params, frozen[number].system_attrs)
-            except Exception:  # the storage is what failed: the next run reclaims the rest
-                break
             finally:
                 if run_id:
                     self.tracker.fail_run(run_id, "interrupted", timeout=ABANDON_WAIT_S)
+            del self.in_flight[number]
+            self.runs.pop(number, None)
+
+    def _abandon(self) -> None:
+        """On the way out: `_give_back`, best effort and bounded (the store may be what failed;
+        the next run reclaims what is left)."""
+        with contextlib.suppress(Exception):
+            self._give_back("interrupted: this process stopped")
         self.in_flight.clear()
 
 

@@ -18,7 +18,8 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from sweep.lifecycle import outcome_of
+from sweep.lifecycle import REASON_ATTR, outcome_of
+from sweep.runner import GIVEN_BACK
 from tests.helpers import spec_text, write_idx_dataset
 from tests.servers import free_port, mlflow_server, postgres
 
@@ -201,6 +202,46 @@ def test_a_postgres_restart_mid_sweep_is_waited_for(slow_data: Path, tmp_path: P
         assert "Traceback" not in err
         cells_done_once(storage, "pg-restart", 6)
         assert_mlflow_agrees(storage, f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}", "pg-restart", 6)
+
+
+@pytest.mark.parametrize("step", ["asking", "training"])
+def test_a_postgres_away_at_a_step_is_waited_for(
+    step: str, slow_data: Path, tmp_path: Path
+) -> None:
+    """The database stops while the first trial is being asked (the trial is given back
+    untrained and retried), or while it trains with a pruner (its epochs go unreported and its
+    tell waits). It comes back and the sweep finishes: each cell done once, no traceback."""
+    name = f"pg-{step}"
+    with postgres(("optuna",)) as pg:
+        storage = pg["optuna"]
+        path = study_file(tmp_path, slow_data, name, pruner="median")
+        pause = {"SOFTSWEEP_PAUSE_AT": step, "SOFTSWEEP_PAUSE_S": "2"}
+        run = sweep("run", str(path), "--home", str(tmp_path / "h"), "--storage", storage,
+                    env=pause)  # fmt: skip
+        assert run.stderr is not None
+        for line in run.stderr:
+            if f"paused at {step}" in line:
+                break
+        paused = time.monotonic()
+        pg.stop()
+        time.sleep(max(0.0, paused + 4 - time.monotonic()))  # it resumes at 2 s: no database
+        pg.start()
+        _out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+        assert "Traceback" not in err
+        trials = optuna.load_study(study_name=name, storage=storage).trials
+        assert_mlflow_agrees(storage, f"sqlite:///{tmp_path / 'h' / 'mlflow.db'}", name, 6)
+    done = Counter((t.params["learning_rate"], t.params["reg"]) for t in trials
+                   if (o := outcome_of(t)) is not None and o.done)  # fmt: skip
+    assert len(done) == 6 and set(done.values()) == {1}
+    first = trials[0]
+    if step == "asking":
+        assert first.state == TrialState.FAIL
+        assert first.user_attrs[REASON_ATTR] == GIVEN_BACK
+        assert [t.system_attrs.get("failed_trial") for t in trials].count(0) == 1  # its retry
+    else:
+        assert first.state == TrialState.COMPLETE
+        assert len(first.intermediate_values) < 6  # the epochs trained while it was away
 
 
 def _mount(kind: str, target: Path, size: str = "") -> bool:
