@@ -215,7 +215,7 @@ def test_a_postgres_away_at_a_step_is_waited_for(
     with postgres(("optuna",)) as pg:
         storage = pg["optuna"]
         path = study_file(tmp_path, slow_data, name, pruner="median")
-        pause = {"SOFTSWEEP_PAUSE_AT": step, "SOFTSWEEP_PAUSE_S": "2"}
+        pause = {"SOFTSWEEP_PAUSE_AT": step, "SOFTSWEEP_PAUSE_S": "3"}
         run = sweep("run", str(path), "--home", str(tmp_path / "h"), "--storage", storage,
                     env=pause)  # fmt: skip
         assert run.stderr is not None
@@ -224,7 +224,7 @@ def test_a_postgres_away_at_a_step_is_waited_for(
                 break
         paused = time.monotonic()
         pg.stop()
-        time.sleep(max(0.0, paused + 4 - time.monotonic()))  # it resumes at 2 s: no database
+        time.sleep(max(0.0, paused + 5 - time.monotonic()))  # it resumes at 3 s: no database
         pg.start()
         _out, err = run.communicate(timeout=300)
         assert run.returncode == 0, err
