@@ -50,7 +50,7 @@ OnProgress = Callable[[int, float | None, str, int], None]
 # once it answers again.
 GIVEN_BACK = "interrupted: the Optuna storage went away before it trained; trial retried"
 ABANDON_WAIT_S = 10.0  # how long an interrupted sweep waits for a run it is closing
-STORAGE_WAIT_S = 60.0  # how long a tell waits for an Optuna storage that went away
+STORAGE_WAIT_S = 60.0  # how long a tell, or the loop, waits for an Optuna storage that went away
 
 
 @dataclass(frozen=True)
