@@ -9,6 +9,4 @@ bash scripts/ensure-chromium.sh
 ruff check .
 ruff format --check .
 mypy
-# One worker per core, each taking whole modules (their shared fixtures, like the real-data
-# sweep, are made once): most tests wait on real sweep processes and servers.
-python -m pytest -n auto --dist loadscope "$@"
+python -m pytest "$@"
