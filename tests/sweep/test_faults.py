@@ -62,7 +62,8 @@ def wait_for_complete(storage: str, study: str, n: int, process: subprocess.Pope
         except Exception:  # not created yet, or the storage is busy
             pass
         time.sleep(0.2)
-    raise AssertionError(f"{study}: fewer than {n} trials completed; {process.poll()=}")
+    said = process.communicate(timeout=30)[1] if process.poll() is not None else ""
+    raise AssertionError(f"{study}: fewer than {n} trials completed; {process.poll()=}\n{said}")
 
 
 def assert_mlflow_agrees(storage: str, tracking: str, study: str, epochs: int) -> None:
