@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -118,3 +119,14 @@ def run_spec(text: str, home: Path, source: str = "test.toml", **options: object
     from sweep.spec import parse_spec
 
     return run_study(parse_spec(text, source), Home.resolve(home), **options)  # type: ignore[arg-type]
+
+
+def wait_for_pause(process: subprocess.Popen[str], step: str) -> list[str]:
+    """Read stderr until the process says it is paused at `step`."""
+    seen = []
+    assert process.stderr is not None
+    for line in process.stderr:
+        seen.append(line)
+        if f"paused at {step}" in line:
+            return seen
+    raise AssertionError(f"never paused at {step}; stderr: {''.join(seen)}")

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from sweep.lifecycle import REASON_ATTR, outcome_of
 from sweep.runner import GIVEN_BACK
-from tests.helpers import spec_text, write_idx_dataset
+from tests.helpers import spec_text, wait_for_pause, write_idx_dataset
 from tests.servers import free_port, mlflow_server, postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,10 +164,7 @@ def test_a_kill_between_the_tell_and_the_runs_write_is_repaired_with_the_weights
                       reg="{ values = [0.0, 5.0] }", side_by_side=2, epochs=3)  # fmt: skip
     home = tmp_path / "home"
     first = sweep("run", str(path), "--home", str(home), env={"SOFTSWEEP_PAUSE_AT": "telling"})
-    assert first.stderr is not None
-    for line in first.stderr:
-        if "paused at telling" in line:
-            break
+    wait_for_pause(first, "telling")
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=30)
     storage, tracking = f"sqlite:///{home / 'optuna.db'}", f"sqlite:///{home / 'mlflow.db'}"
@@ -219,10 +216,7 @@ def test_a_postgres_away_at_a_step_is_waited_for(
         pause = {"SOFTSWEEP_PAUSE_AT": step, "SOFTSWEEP_PAUSE_S": "3"}
         run = sweep("run", str(path), "--home", str(tmp_path / "h"), "--storage", storage,
                     env=pause)  # fmt: skip
-        assert run.stderr is not None
-        for line in run.stderr:
-            if f"paused at {step}" in line:
-                break
+        wait_for_pause(run, step)
         paused = time.monotonic()
         pg.stop()
         time.sleep(max(0.0, paused + 5 - time.monotonic()))  # it resumes at 3 s: no database

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from sweep.cli import main
 from sweep.lifecycle import Interrupted, Interrupts, Outcome
 from sweep.notes import read_notes
-from tests.helpers import spec_text, write_idx_dataset
+from tests.helpers import spec_text, wait_for_pause, write_idx_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = ("asking", "training", "telling", "finishing", "report")
@@ -52,17 +52,6 @@ def sweep_process(*args: str, pause_at: str | None = None) -> subprocess.Popen[s
         [sys.executable, "-m", "sweep", *args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-
-
-def wait_for_pause(process: subprocess.Popen[str], step: str) -> list[str]:
-    """Read stderr until the process says it is paused at `step`."""
-    seen = []
-    assert process.stderr is not None
-    for line in process.stderr:
-        seen.append(line)
-        if f"paused at {step}" in line:
-            return seen
-    raise AssertionError(f"never paused at {step}; stderr: {''.join(seen)}")
 
 
 def softsweep_processes(marker: str) -> list[int]:
