@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# The test command: lint, type-check and run every test (the real-data ones included).
+# The test command: lint, type-check and run every test (the real-data ones included), in parallel:
+# one pytest-xdist worker per core; tests that share an expensive module fixture (a real sweep, a
+# server) stay on one worker (their xdist_group), the rest spread one by one.
+#   ./test.sh                  everything (CI runs this)
+#   ./test.sh -m "not slow"    the quick tier: no processes, servers or real-data sweeps
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/bootstrap.sh
@@ -9,4 +13,4 @@ bash scripts/ensure-chromium.sh
 ruff check .
 ruff format --check .
 mypy
-python -m pytest "$@"
+python -m pytest -n auto --dist loadgroup "$@"

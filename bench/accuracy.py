@@ -28,9 +28,9 @@ from pathlib import Path
 
 import engine
 from bench.common import save, table
-from sweep.home import Home
 from sweep.launch import run_study
 from sweep.spec import load_spec, parse_spec
+from sweep.store.home import Home
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "fashion_mnist.toml"
 SCHEDULES = {

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from sweep.check import format_table
+from sweep.cli.check import format_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

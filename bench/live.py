@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 
 from bench.common import save, table
-from sweep.home import Home
 from sweep.launch import run_study
 from sweep.spec import load_spec
-from sweep.tracker import Tracker
+from sweep.store.home import Home
+from sweep.track.tracker import Tracker
 
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "fashion_mnist_grid.toml"
 
@@ -51,7 +51,7 @@ def one(live: bool, epochs: int) -> dict[str, float]:
         Tracker.log_epoch, Tracker._drain_live = original, drain  # type: ignore[method-assign]
     assert points == [spec.epochs] * 25, points  # one point per epoch, none twice
     return {
-        "training_s": outcome.session.engine_s,
+        "training_s": outcome.loop.engine_s,
         "wall_s": outcome.wall_s,
         "background_s": outcome.tracking_background_s,
         "live_epochs": written[0],

@@ -1,4 +1,4 @@
-from sweep.cli import entry
+from sweep.cli.main import entry
 
 if __name__ == "__main__":  # a guard: worker processes re-import this module
     entry()

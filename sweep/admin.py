@@ -11,10 +11,10 @@ from datetime import datetime
 
 import optuna
 
-from .home import Home
-from .sqlitestore import sqlite_path
-from .study import load_study
-from .tracking import writer
+from .store.home import Home
+from .store.sqlitestore import sqlite_path
+from .store.study import load_study
+from .track.store import writer
 
 __all__ = ["Deletion", "StudySummary", "delete_study", "plan_deletion", "study_summaries"]
 

@@ -17,14 +17,14 @@ from optuna.trial import FrozenTrial
 
 import engine
 
-from .home import Home
-from .lifecycle import RUN_ID_ATTR, TESTED_ATTR, Outcome, checkpoint, outcome_of, test_evaluations
-from .runner import Session
+from .runner import LoopResult
+from .signals import checkpoint
 from .spec import StudySpec
-from .sync import retrain
-from .tracker import Tracker
+from .store.home import Home
+from .track.tracker import Tracker
+from .trial import RUN_ID_ATTR, TESTED_ATTR, Outcome, Params, outcome_of, test_evaluations
 
-__all__ = ["Closing", "close_study", "count_outcomes"]
+__all__ = ["Closing", "close_study", "count_outcomes", "describe_tests", "retrain"]
 
 
 @dataclass
@@ -64,6 +64,35 @@ def best_weights(
     return weights
 
 
+def retrain(
+    data: engine.Dataset, spec: StudySpec, trial: FrozenTrial
+) -> tuple[np.ndarray | None, str]:
+    """The weights of a completed trial, trained again (training is deterministic for a seed);
+    and a note if they do not reproduce its stored validation accuracy."""
+    params = Params.of(trial.params)
+    if params is None:
+        return None, f"trial #{trial.number} has no params to train again with"
+    (result,) = engine.train_many(
+        data,
+        [(params.learning_rate, params.reg)],
+        batch_size=params.batch_size,
+        epochs=spec.epochs,
+        seed=spec.seed,
+        loss=spec.loss,  # type: ignore[arg-type]
+        schedule=spec.lr_schedule,
+    )
+    weights: np.ndarray | None = result.weights
+    if result.status != "completed" or weights is None:
+        return None, f"trial #{trial.number} did not train again ({result.reason})"
+    note = ""
+    if trial.value is not None and abs(result.val_accuracy - trial.value) > 1e-9:
+        note = (
+            f"trial #{trial.number} trained again reached validation accuracy "
+            f"{result.val_accuracy:.4f}, not its stored {trial.value:.4f}"
+        )
+    return weights, note
+
+
 def count_outcomes(study: optuna.Study) -> dict[Outcome, int]:
     counts = dict.fromkeys(Outcome, 0)
     for trial in study.get_trials(deepcopy=False):
@@ -79,7 +108,7 @@ def close_study(
     home: Home,
     data: engine.Dataset,
     tracker: Tracker,
-    session: Session | None,
+    loop: LoopResult | None,
     *,
     report: bool = True,
     stopped: str = "",
@@ -89,7 +118,7 @@ def close_study(
     `home.report_dir(study)`, and finish the study's MLflow run. `stopped` says why the study
     ended before its target (its deadline), for the run and the report."""
     closing = Closing(count_outcomes(study))
-    known = session.weights() if session is not None else {}
+    known = loop.weights() if loop is not None else {}
     if closing.counts[Outcome.COMPLETE]:
         best = study.best_trial
         closing.best_trial, closing.best_value = best.number, best.value
@@ -112,11 +141,11 @@ def close_study(
     finished = sum(closing.counts.values())
     if report and finished:
         checkpoint("report")
-        from . import report as reports
-        from .studyview import gather
+        from .report.files import write_report
+        from .report.view import gather
 
         view = gather(study, spec, tracker, home, weights=known, data=data)
-        written = reports.write_report(view, home.report_dir(spec.name))
+        written = write_report(view, home.report_dir(spec.name))
         tracker.log_reports(written.files)
         closing.report_dir = written.folder
         closing.report_notes += written.notes
@@ -132,7 +161,7 @@ def close_study(
         "softsweep.stopped": stopped or "reached n_trials",
         "softsweep.test_evaluations": describe_tests(closing.test_evaluations),
     }
-    sweep_s = session.loop_s if session is not None else 0.0
+    sweep_s = loop.loop_s if loop is not None else 0.0
     tracker.finish_study({k: v for k, v in metrics.items() if v is not None}, tags, sweep_s=sweep_s)
     return closing
 
@@ -144,32 +173,3 @@ def describe_tests(tested: list[tuple[int, float]]) -> str:
     uses = ", ".join(f"trial #{n} ({a:.4f})" for n, a in tested)
     warning = "; the test set was looked at more than once" if len(tested) > 1 else ""
     return f"{len(tested)}: {uses}{warning}"
-
-
-def redraw_report(study_name: str, home: Home) -> tuple[Any, Tracker, bool]:
-    """`sweep report`: the report of a study drawn again from its stores alone (no training),
-    logged to its MLflow run when it has one. Returns the report, the tracker (its `errors`
-    and `parent_id`) and whether the study has a completed trial."""
-    from . import report as reports
-    from .study import load_study, stored_spec
-    from .studyview import gather
-    from .sync import load_data
-
-    stored = load_study(study_name, home)
-    spec = stored_spec(stored, home.storage)
-    # The tested trial's predictions are drawn again from its weights (the same evaluation);
-    # without the data files the report goes without those figures.
-    try:
-        data = load_data(spec) if test_evaluations(stored.user_attrs) else None
-    except (OSError, ValueError):
-        data = None
-    tracker = Tracker(home.tracking_uri, study_name, create=False)
-    try:
-        tracker.find_study_run(study_name)
-        view = gather(stored, spec, tracker, home, data=data)
-        written = reports.write_report(view, home.report_dir(study_name))
-        if tracker.parent_id is not None:
-            tracker.log_reports(written.files)
-    finally:
-        tracker.close()
-    return written, tracker, view.best is not None

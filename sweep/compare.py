@@ -12,12 +12,21 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from optuna.trial import FrozenTrial
 
-from .home import Home
-from .lifecycle import OUTCOME_ATTR, REASON_ATTR, RUN_ID_ATTR, test_evaluations
-from .study import load_study
-from .sync import HISTORY_ATTR
-from .tracking import reader
+from .spec import PARAMS
+from .store.home import Home
+from .store.study import load_study
+from .track.store import read_trial_runs
+from .trial import (
+    EPOCH_METRICS,
+    OUTCOME_ATTR,
+    REASON_ATTR,
+    RUN_ID_ATTR,
+    History,
+    Params,
+    test_evaluations,
+)
 
 __all__ = ["COLUMNS", "HISTORY_COLUMNS", "load_history", "load_runs"]
 
@@ -28,10 +37,7 @@ COLUMNS = [
     "group_time_s", "start_time", "end_time", "duration_s", "fail_reason", "run_id",
     "run_status",
 ]  # fmt: skip
-HISTORY_COLUMNS = [
-    "study", "trial", "epoch", "train_loss", "train_accuracy", "val_accuracy", "epoch_time_s",
-    "learning_rate", "reg", "batch_size", "outcome",
-]  # fmt: skip
+HISTORY_COLUMNS = ["study", "trial", "epoch", *EPOCH_METRICS, *PARAMS, "outcome"]
 _TEXT = ("study", "state", "outcome", "fail_reason", "run_id", "run_status")
 _TIMES = ("start_time", "end_time")
 
@@ -58,40 +64,37 @@ def load_runs(
     where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
     loaded = load_study(study, where)
     tested = dict(test_evaluations(loaded.user_attrs))
-    runs = {r["run_id"]: r for r in fetch_trial_runs(where.tracking_uri, study)}
+    runs = {str(r.info.run_id): r for r in read_trial_runs(where.tracking_uri, study)}
     rows = []
     for t in loaded.get_trials(deepcopy=False):
-        history = t.user_attrs.get(HISTORY_ATTR) or {}
-        values = history.get("val_accuracy") or []
-        group = history.get("group") or [None, None]
-        run = runs.get(t.user_attrs.get(RUN_ID_ATTR, ""), {})
-        outcome = t.user_attrs.get(OUTCOME_ATTR, t.state.name.lower())
+        history = History.of(t)
+        run_id = str(t.user_attrs.get(RUN_ID_ATTR, ""))
+        run = runs.get(run_id)
+        started, ended = t.datetime_start, t.datetime_complete
         rows.append(
             {
                 "study": study,
                 "trial": t.number,
                 "state": t.state.name,
-                "outcome": outcome,
-                **{k: t.params.get(k) for k in ("learning_rate", "reg", "batch_size")},
+                "outcome": t.user_attrs.get(OUTCOME_ATTR, t.state.name.lower()),
+                **_params(t),
                 "val_accuracy": t.value if t.state.name == "COMPLETE" else None,
-                "last_val_accuracy": values[-1] if values else None,
-                "best_val_accuracy": max(values) if values else None,
-                "train_accuracy": (history.get("train_accuracy") or [None])[-1],
-                "train_loss": (history.get("train_loss") or [None])[-1],
-                "epochs_run": len(values),
-                "pruned_at_epoch": len(values) if t.state.name == "PRUNED" else None,
+                "last_val_accuracy": history.last("val_accuracy"),
+                "best_val_accuracy": history.best_val_accuracy,
+                "train_accuracy": history.last("train_accuracy"),
+                "train_loss": history.last("train_loss"),
+                "epochs_run": len(history.epochs),
+                "pruned_at_epoch": len(history.epochs) if t.state.name == "PRUNED" else None,
                 "test_accuracy": tested.get(t.number),
-                "train_time_s": sum(history.get("epoch_time_s") or []) if values else None,
-                "group_size": group[0],
-                "group_time_s": group[1],
+                "train_time_s": history.train_time_s,
+                "group_size": history.group_size,
+                "group_time_s": history.group_time_s,
                 "start_time": t.datetime_start,
                 "end_time": t.datetime_complete,
-                "duration_s": (t.datetime_complete - t.datetime_start).total_seconds()
-                if t.datetime_complete and t.datetime_start
-                else None,
+                "duration_s": (ended - started).total_seconds() if ended and started else None,
                 "fail_reason": t.user_attrs.get(REASON_ATTR, ""),
-                "run_id": run.get("run_id", t.user_attrs.get(RUN_ID_ATTR, "")),
-                "run_status": run.get("run_status", ""),
+                "run_id": run_id,
+                "run_status": run.info.status if run is not None else "",
             }
         )
     frame = pd.DataFrame(rows, columns=COLUMNS)
@@ -125,17 +128,11 @@ def load_history(
     rows: list[dict[str, Any]] = []
     for name in names:
         for t in load_study(name, where).get_trials(deepcopy=False):
-            history = t.user_attrs.get(HISTORY_ATTR) or {}
-            values = history.get("val_accuracy") or []
             outcome = t.user_attrs.get(OUTCOME_ATTR, t.state.name.lower())
-            for e in range(len(values)):
-                row = {"study": name, "trial": t.number, "epoch": e + 1}
-                for key in ("train_loss", "train_accuracy", "val_accuracy", "epoch_time_s"):
-                    series = history.get(key) or []
-                    row[key] = series[e] if e < len(series) else None
-                row.update({k: t.params.get(k) for k in ("learning_rate", "reg", "batch_size")})
-                row["outcome"] = outcome
-                rows.append(row)
+            params = _params(t)
+            for e, epoch in enumerate(History.of(t).epochs, start=1):
+                rows.append({"study": name, "trial": t.number, "epoch": e, **epoch, **params,
+                             "outcome": outcome})  # fmt: skip
     frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     frame["trial"] = frame["trial"].astype("Int64")
     frame["epoch"] = frame["epoch"].astype("Int64")
@@ -143,36 +140,7 @@ def load_history(
     return frame
 
 
-def fetch_trial_runs(tracking_uri: str, study_name: str) -> list[dict[str, Any]]:
-    """Every trial run of a study as plain dicts (params as strings, last metric values)."""
-    from .sqlitestore import sqlite_path
-
-    path = sqlite_path(tracking_uri)
-    if path is not None and not path.is_file():
-        return []  # no store: no runs (and none made by reading)
-    client = reader(tracking_uri)
-    experiment = client.get_experiment_by_name(study_name)
-    if experiment is None:
-        return []
-    query = f"tags.`softsweep.role` = 'trial' and tags.`optuna.study` = '{study_name}'"
-    rows: list[dict[str, Any]] = []
-    token = None
-    while True:
-        page = client.search_runs(
-            [experiment.experiment_id], query, max_results=1000, page_token=token
-        )
-        for run in page:
-            rows.append(
-                {
-                    "run_id": run.info.run_id,
-                    "run_status": run.info.status,
-                    "start_time": run.info.start_time,
-                    "end_time": run.info.end_time,
-                    "params": dict(run.data.params),
-                    "metrics": dict(run.data.metrics),
-                    "tags": dict(run.data.tags),
-                }
-            )
-        token = page.token
-        if not token:
-            return rows
+def _params(trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's params as columns (empty while it is still being asked)."""
+    params = Params.of(trial.params)
+    return params.as_dict() if params is not None else dict.fromkeys(PARAMS)  # type: ignore[return-value]

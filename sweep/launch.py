@@ -1,4 +1,5 @@
-"""A sweep from start to end: the stores, the data, the loop (or N worker processes), the closing.
+"""One study run from start to end: the stores, the data, the loop (or N worker processes), the
+closing; how it ended, as data (`StudyResult`; `cli/run.py` renders it as the summary).
 
     run_study(spec, home)  # `sweep run`, `sweep worker`, and `sweep.run()` from Python
 
@@ -6,9 +7,9 @@ What happens, in order: the tracker's thread starts importing MLflow and opening
 data is loaded and checked (before anything is written to a store); the study is created or
 joined (a study with other settings is refused); this process's owner lock is taken; then the
 loop (`runner.Runner`) or, with `workers` > 1, that many `sweep worker` processes
-(`processes.run_workers`); then the closing (`closing.close_study`). Ctrl-C, SIGTERM and
-SIGHUP are handled throughout (`lifecycle.Interrupts`): the loop tells its trials in flight
-FAIL(interrupted), and `Interrupted` reaches the caller, which exits 130 / 143 / 129.
+(`workers.run_workers`); then the closing (`closing.close_study`). Ctrl-C, SIGTERM and SIGHUP
+are handled throughout (`signals.Interrupts`): the loop gives its trials in flight back, and
+`Interrupted` reaches the caller, which exits 130 / 143 / 129.
 """
 
 from __future__ import annotations
@@ -25,32 +26,32 @@ from optuna.storages import RDBStorage
 import engine
 
 from .closing import Closing, close_study
-from .home import Home, Owner
-from .lifecycle import Interrupted, Interrupts, Outcome
-from .notes import read_notes, write_notes
-from .runner import OnProgress, Runner, Session
+from .runner import LoopResult, OnProgress, Runner
+from .signals import Interrupted, Interrupts
 from .spec import StudySpec
-from .study import HEARTBEAT_S, enqueue_missing, open_study, progress
-from .sync import load_data, records
-from .tracker import Tracker, describe
+from .store.home import Home, Owner
+from .store.notes import read_notes, write_notes
+from .store.study import HEARTBEAT_S, enqueue_missing, open_study, progress
+from .track.probes import describe
+from .track.sync import records
+from .track.tracker import Tracker
+from .trial import Outcome
 
-__all__ = ["StudyOutcome", "prepare_study", "run_study"]
+__all__ = ["StudyResult", "load_data", "prepare_study", "run_study"]
 
-EXIT_FAILURE = 1
-EXIT_DEADLINE = 124  # as timeout(1): the study stopped at its timeout_s, short of n_trials
 SYNC_WAIT_S = 30.0  # the end of a sweep waits this long for a tracking store that went away
 
 
 @dataclass
-class StudyOutcome:
-    """How a `run_study` call ended (the summary `sweep run` prints)."""
+class StudyResult:
+    """How a `run_study` call ended: what `sweep run` summarises, `sweep.run` shows."""
 
     study_name: str
     home: Home
     target: int
     done: int  # trials that count toward the target
     closing: Closing | None  # None: other workers were still on the study
-    session: Session
+    loop: LoopResult
     wall_s: float = 0.0
     tracking_s: float = 0.0  # time the sweep waited for tracking calls
     tracking_background_s: float = 0.0  # tracking work in the tracker's thread
@@ -61,11 +62,11 @@ class StudyOutcome:
 
     @property
     def deadline(self) -> bool:
-        return self.session.deadline and self.done < self.target
+        return self.loop.deadline and self.done < self.target
 
     @property
     def trials_this_run(self) -> int:
-        return len(self.session.trials)
+        return len(self.loop.trials)
 
     def count(self, *outcomes: Outcome) -> int:
         return sum(self.closing.counts[o] for o in outcomes) if self.closing else 0
@@ -97,117 +98,7 @@ class StudyOutcome:
     @property
     def storage_s(self) -> float:
         """The loop minus training and tracking waits: Optuna's storage calls, mostly."""
-        return max(0.0, self.session.loop_s - self.session.engine_s - self.tracking_s)
-
-    def problem(self, study_file: str) -> tuple[str, int] | None:
-        """What `sweep run` says when the study did not end well, and its exit code."""
-        name = self.study_name
-        if self.untracked:
-            return (
-                f"{self.untracked} finished trials of study {name!r} are not (all) in MLflow: "
-                f"the tracking store {self.home.shown_tracking_uri} failed ({self.tracking_down}). "
-                "Their results are safe in Optuna; once the store is back, `sweep sync "
-                f"{name}` (with the same --home, --storage and --tracking-uri) writes them.",
-                EXIT_FAILURE,
-            )
-        if self.deadline:
-            return (
-                f"study {name!r} stopped at its deadline (timeout_s = {self.timeout_s:g} s) with "
-                f"{self.done} of {self.target} trials done. Run `sweep run {study_file}` again "
-                "to continue it, or raise timeout_s.",
-                EXIT_DEADLINE,
-            )
-        if self.closing is not None and self.n_complete == 0:
-            return (
-                f"study {name!r} has no completed trial; see `sweep runs {name}` for the "
-                "failure reasons.",
-                EXIT_FAILURE,
-            )
-        return None
-
-    def summary(self, verbose: bool = False) -> str:
-        """What `sweep run` prints at the end: the result first, then where things are; with
-        `verbose`, where the sweep's time went too."""
-        closing = self.closing
-        if closing is None:
-            return (
-                f"worker done: {self.trials_this_run} trials run here; other workers are still "
-                f"on study {self.study_name!r}, and the last one closes it."
-            )
-        rows = [["study", self.study_name]]
-        if closing.best_params:
-            p = closing.best_params
-            rows += [
-                [
-                    "best trial",
-                    f"#{closing.best_trial}: learning_rate={p['learning_rate']:.4g}, "
-                    f"reg={p['reg']:.4g}, batch_size={p['batch_size']}",
-                ],
-                ["validation accuracy", f"{closing.best_value:.4f}"],
-                [
-                    "test accuracy",
-                    "n/a (weights not found)"
-                    if closing.test_accuracy is None
-                    else f"{closing.test_accuracy:.4f} ({_test_uses(closing)})",
-                ],
-            ]
-        n_track = self.trials_this_run
-        interrupted = closing.counts[Outcome.INTERRUPTED]
-        rows += [
-            [
-                "trials",
-                f"{self.n_complete} completed, {self.n_pruned} pruned, "
-                f"{self.n_failed} failed ({n_track} run now"
-                + (f"; {interrupted} interrupted and run again" if interrupted else "")
-                + ")",
-            ],
-        ]
-        if self.deadline:
-            rows.append(["stopped", f"at its deadline: {self.done} of {self.target} trials"])
-        rows.append(["wall time", f"{self.wall_s:.1f} s (training {self.session.train_s:.1f} s)"])
-        timing = [
-            [
-                "tracking",
-                f"{self.tracking_s / n_track * 1e3:.1f} ms/trial waited, "
-                f"{self.tracking_background_s / n_track * 1e3:.1f} ms/trial in background"
-                if n_track
-                else "n/a (no trial run now)",
-            ],
-            [
-                "optuna calls",
-                f"{self.storage_s / n_track * 1e3:.1f} ms/trial waited"
-                if n_track
-                else "n/a (no trial run now)",
-            ],
-        ]
-        rows += timing if verbose else []
-        rows += [
-            ["optuna storage", self.home.shown_storage],
-            ["mlflow tracking", self.home.shown_tracking_uri],
-        ]
-        if closing.report_dir is not None:
-            rows.append(["report", str(closing.report_dir / "index.html")])
-        home = self.home
-        where = f"--home {home.folder}"
-        if not home.embedded_storage:
-            where += f" --storage {home.shown_storage}"
-        if not home.embedded_tracking:
-            where += f" --tracking-uri {home.shown_tracking_uri}"
-        rows.append(["runs table", f"sweep runs {self.study_name} {where}"])
-        if home.tracking_uri.startswith(("http://", "https://")):  # the server is the UI
-            rows.append(["mlflow ui", home.shown_tracking_uri])
-        else:
-            rows.append(["mlflow ui", f"sweep ui --home {home.folder}"])
-        width = max(len(r[0]) for r in rows)
-        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
-
-
-def _test_uses(closing: Closing) -> str:
-    uses = closing.test_evaluations
-    if len(uses) <= 1:
-        return "best trial only, evaluated once"
-    trials = ", ".join(f"#{n}" for n, _ in uses)
-    return f"best trial; the test set has now been used {len(uses)} times: {trials}"
+        return max(0.0, self.loop.loop_s - self.loop.engine_s - self.tracking_s)
 
 
 def _fixed_params(spec: StudySpec, data: engine.Dataset) -> dict[str, str]:
@@ -226,9 +117,17 @@ def _fixed_params(spec: StudySpec, data: engine.Dataset) -> dict[str, str]:
     }
 
 
-def _load_data(spec: StudySpec) -> engine.Dataset:
-    """The study's data, checked against the study (before a study exists in the stores)."""
-    data = load_data(spec)
+def load_data(spec: StudySpec) -> engine.Dataset:
+    """The study's data, split and scaled as its trials see it, and checked against the study
+    (before a study exists in the stores)."""
+    data = engine.load_dataset(
+        spec.dataset,
+        data_dir=spec.data_dir,
+        val_size=spec.val_size,
+        seed=spec.data_seed,
+        center=spec.center,
+        standardize=spec.standardize,
+    )
     n = data.X_train.shape[0]
     if max(spec.batch_size) > n:
         raise ValueError(
@@ -249,7 +148,7 @@ def run_study(
     report: bool = True,
     on_start: Callable[[int, int], None] | None = None,
     on_progress: OnProgress | None = None,
-) -> StudyOutcome:
+) -> StudyResult:
     """Run (or resume, or join) the study until it has `spec.target` trials done, then close
     it. `finish="last"` (what `sweep worker` does) closes it only if no other process still has
     trials of it running or waiting; `"never"` does not close it."""
@@ -269,7 +168,7 @@ def run_study(
     owner: Owner | None = None
     try:
         with Interrupts() as interrupts:
-            data = _load_data(spec)  # bad data fails here, before a study exists
+            data = load_data(spec)  # bad data fails here, before a study exists
             study, storage = open_study(
                 spec, home, heartbeat_s=heartbeat_s, close_run=tracker.fail_trial_runs
             )
@@ -286,18 +185,18 @@ def run_study(
             if grid and not now.waiting:
                 enqueue_missing(study, spec, now)  # before any worker asks: no duplicates
             if workers > 1:
-                from .processes import run_workers
+                from .workers import run_workers
 
                 lost = run_workers(spec, home, workers, heartbeat_s, study, on_progress)
-                session = Session(warnings=lost)
+                loop = LoopResult(warnings=lost)
             else:
-                session = Runner(
+                loop = Runner(
                     spec, study, storage, data, tracker, owner, interrupts,
                     embedded=home.embedded_storage, heartbeat_s=heartbeat_s,
                     on_progress=on_progress,
                 ).run()  # fmt: skip
             end = progress(study, grid)
-            outcome = StudyOutcome(spec.name, home, spec.target, end.done, None, session)
+            outcome = StudyResult(spec.name, home, spec.target, end.done, None, loop)
             outcome.timeout_s = spec.timeout_s or 0.0
             tracker.flush()
             finished = records(study)
@@ -306,7 +205,7 @@ def run_study(
                 outcome.tracking_down = tracker.down or (tracker.errors or ["no answer"])[-1]
             if on_progress is not None:
                 on_progress(end.done, end.best_value, "", 0)
-            others = end.running or (end.waiting and not session.deadline)
+            others = end.running or (end.waiting and not loop.deadline)
             if finish == "always" or (finish == "last" and not others):
                 stopped = (
                     f"stopped at its deadline (timeout_s={spec.timeout_s:g}) with {end.done} "
@@ -315,27 +214,20 @@ def run_study(
                     else ""
                 )
                 outcome.closing = close_study(
-                    spec, study, home, data, tracker, session, report=report, stopped=stopped
+                    spec, study, home, data, tracker, loop, report=report, stopped=stopped
                 )
             tracker.close()
-    except Interrupted:
-        if finish == "always":  # a worker leaves the study's run to the processes still going
-            tracker.end_study("KILLED", timeout=10)
-        tracker.abandon()
-        raise
-    except StorageInternalError as exc:  # the database went away, or its disk is full
+    except BaseException as exc:
+        # The study's run ends with the sweep, unless other workers may still be on the study.
         if finish == "always":
-            tracker.end_study("FAILED", timeout=10)
+            tracker.end_study("KILLED" if isinstance(exc, Interrupted) else "FAILED", timeout=10)
         tracker.abandon()
-        raise RuntimeError(
-            f"The Optuna storage failed ({describe(exc.__cause__ or exc)}). Nothing told is "
-            "lost: once the database is reachable (or its disk has room), run the same "
-            "command again and it finishes the study."
-        ) from None
-    except BaseException:
-        if finish == "always":
-            tracker.end_study("FAILED", timeout=10)
-        tracker.abandon()
+        if isinstance(exc, StorageInternalError):  # the database went away, or its disk is full
+            raise RuntimeError(
+                f"The Optuna storage failed ({describe(exc.__cause__ or exc)}). Nothing told is "
+                "lost: once the database is reachable (or its disk has room), run the same "
+                "command again and it finishes the study."
+            ) from None
         raise
     finally:
         if owner is not None:

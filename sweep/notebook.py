@@ -10,10 +10,10 @@ import html
 from pathlib import Path
 from typing import Any
 
-from .home import Home
-from .launch import StudyOutcome, run_study
-from .lifecycle import Interrupted
+from .launch import StudyResult, run_study
+from .signals import Interrupted
 from .spec import StudySpec, load_spec
+from .store.home import Home
 
 __all__ = ["SweepResult", "run"]
 
@@ -25,7 +25,7 @@ class SweepResult:
     """A finished (or stopped) sweep: `outcome` holds everything `sweep run` prints."""
 
     spec: StudySpec
-    outcome: StudyOutcome
+    outcome: StudyResult
 
     @property
     def best_trial(self) -> int | None:
@@ -60,12 +60,16 @@ class SweepResult:
         return load_history(self.spec.name, home=home.folder, storage=home.storage)
 
     def __repr__(self) -> str:
-        return f"<SweepResult {self.spec.name!r}>\n{self.outcome.summary()}"
+        from .cli.run import summary
+
+        return f"<SweepResult {self.spec.name!r}>\n{summary(self.outcome)}"
 
     def _repr_html_(self) -> str:
         esc = html.escape
         rows = []
-        for line in self.outcome.summary().splitlines():
+        from .cli.run import summary
+
+        for line in summary(self.outcome).splitlines():
             key, _, value = line.partition("  ")
             rows.append(f"<tr><th style='text-align:left'>{esc(key)}</th>"
                         f"<td style='text-align:left'>{esc(value.strip())}</td></tr>")  # fmt: skip

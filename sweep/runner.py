@@ -3,10 +3,11 @@
 One round: take back dead processes' trials, ask up to `side_by_side` trials (each asked and
 registered in one step no signal splits), group them by batch size, train each group side by
 side (every epoch's validation accuracy goes to the pruner), and tell each trial its outcome
-(`lifecycle.Outcome`). `n_trials` is the target total: running again resumes and never re-runs
+(`trial.Outcome`). `n_trials` is the target total: running again resumes and never re-runs
 a finished trial. An exception while training a group is that group's trials' outcome (error),
-not the sweep's end. On an interrupt (`lifecycle.Interrupted`) or any other exception, the trials
-in flight are told FAIL(interrupted), their runs closed, and their params queued again.
+not the sweep's end. On an interrupt (`signals.Interrupted`) or any other exception, the trials
+in flight are given back (`trial.give_back`: FAIL(interrupted), params queued again) and their
+runs closed.
 
 A database server that restarts (PostgreSQL; not a local SQLite file) is waited for, up to
 STORAGE_WAIT_S: a trained trial's tell waits for it, and trials asked just before it went away
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -29,20 +30,30 @@ import numpy as np
 import optuna
 from optuna.exceptions import StorageInternalError, UpdateFinishedTrialError
 from optuna.storages import RDBStorage
-from optuna.trial import Trial, TrialState
+from optuna.trial import Trial
 
 import engine
 
-from .home import Owner
-from .lifecycle import OWNER_ATTR, RUN_ID_ATTR, Interrupts, Outcome, checkpoint, tell
+from .signals import Interrupts, checkpoint
 from .space import distributions
 from .spec import StudySpec
-from .study import Heartbeat, enqueue_missing, progress, reclaim, retry
-from .sync import HISTORY_ATTR, final_metrics, history_attr, run_info
-from .tracker import Tracker
-from .tracking import TrialRecord
+from .store.home import Owner
+from .store.study import Heartbeat, enqueue_missing, progress, reclaim
+from .track.tracker import Tracker
+from .trial import (
+    HISTORY_ATTR,
+    OWNER_ATTR,
+    RUN_ID_ATTR,
+    History,
+    Outcome,
+    Params,
+    TrialRecord,
+    give_back,
+    tell,
+    training_outcome,
+)
 
-__all__ = ["Finished", "Runner", "Session"]
+__all__ = ["Finished", "LoopResult", "Runner"]
 
 # trials done, best value, a note, epochs trained so far by the trials in flight
 OnProgress = Callable[[int, float | None, str, int], None]
@@ -64,7 +75,7 @@ class Finished:
 
 
 @dataclass
-class Session:
+class LoopResult:
     """What one process's loop did: its trials (with their weights, kept rather than read back
     from MLflow) and where its time went."""
 
@@ -74,11 +85,6 @@ class Session:
     engine_s: float = 0.0  # inside engine.train_many
     loop_s: float = 0.0  # the whole loop
     warnings: list[str] = field(default_factory=list)  # for the user (a worker lost)
-
-    @property
-    def best(self) -> Finished | None:
-        done = [t for t in self.trials if t.outcome is Outcome.COMPLETE]
-        return max(done, key=lambda t: (t.value or 0.0, -t.number)) if done else None
 
     def weights(self) -> dict[int, np.ndarray]:
         return {t.number: t.weights for t in self.trials if t.weights is not None}
@@ -105,7 +111,7 @@ class Runner:
         self.tracker, self.owner, self.interrupts = tracker, owner, interrupts
         self.embedded, self.heartbeat_s, self.on_progress = embedded, heartbeat_s, on_progress
         self.grid = spec.grid_size is not None
-        self.session = Session()
+        self.result = LoopResult()
         self.in_flight: dict[int, Trial] = {}  # asked and registered, not yet told
         self.runs: dict[int, Future[str]] = {}  # their MLflow runs, being created
         self._shown: tuple[int, float | None, str, int] = (0, None, "", 0)
@@ -114,7 +120,7 @@ class Runner:
         # local SQLite file's errors (a full disk) are not a restart to wait for.
         self._restartable = not storage.url.startswith("sqlite")
 
-    def run(self) -> Session:
+    def run(self) -> LoopResult:
         started = time.perf_counter()
         if self.spec.timeout_s is not None:
             self.deadline_at = time.monotonic() + self.spec.timeout_s
@@ -132,14 +138,14 @@ class Runner:
                     outage = outage or time.monotonic()
                     if time.monotonic() - outage > STORAGE_WAIT_S:
                         raise
-                    self._reset_session()
+                    self._reset_connection()
                     time.sleep(1.0)  # a database restart: wait for it, up to STORAGE_WAIT_S
         except BaseException:
             self._abandon()
             raise
         finally:
-            self.session.loop_s += time.perf_counter() - started
-        return self.session
+            self.result.loop_s += time.perf_counter() - started
+        return self.result
 
     def _past_deadline(self) -> bool:
         return self.deadline_at is not None and time.monotonic() >= self.deadline_at
@@ -160,7 +166,7 @@ class Runner:
         if now.done >= self.spec.target:
             return False
         if self._past_deadline():
-            self.session.deadline = True
+            self.result.deadline = True
             return False
         if self.grid:  # only queued cells: asking more would invent duplicates
             n = min(
@@ -173,14 +179,16 @@ class Runner:
             return True
         with Heartbeat(self.storage, self.study, self.heartbeat_s) as beat:
             trials = [self._ask(beat) for _ in range(n)]
-            groups: dict[int, list[Trial]] = {}
+            groups: dict[int, list[tuple[Trial, Params]]] = {}
             for trial in self._drop_duplicates(trials):
-                groups.setdefault(int(trial.params["batch_size"]), []).append(trial)
+                params = Params.of(trial.params)
+                assert params is not None  # (asked with every distribution)
+                groups.setdefault(params.batch_size, []).append((trial, params))
             for batch_size, group in sorted(groups.items()):
                 t0 = time.perf_counter()
                 self._train_group(group, batch_size)
-                self.session.train_s += time.perf_counter() - t0
-                beat.remove(t.number for t in group)
+                self.result.train_s += time.perf_counter() - t0
+                beat.remove(t.number for t, _ in group)
         return True
 
     def _ask(self, beat: Heartbeat) -> Trial:
@@ -211,9 +219,10 @@ class Runner:
                 del self.in_flight[trial.number]
         return keep
 
-    def _train_group(self, group: list[Trial], batch_size: int) -> None:
+    def _train_group(self, asked: list[tuple[Trial, Params]], batch_size: int) -> None:
         """Train one group side by side, tell each trial, hand each run to the tracker."""
         spec = self.spec
+        group = [trial for trial, _ in asked]
         for trial in group:  # created in the tracker's thread while the group trains
             self.runs[trial.number] = self.tracker.start_trial(
                 spec.name, trial.number, trial.params
@@ -242,14 +251,14 @@ class Runner:
                             pruned.add(k)
                             stop.append(k)
                     except StorageInternalError:  # the storage is away: no pruning this epoch
-                        self._reset_session()  # (the tell waits for it, or says what failed)
+                        self._reset_connection()  # (the tell waits for it, or says what failed)
             if self._past_deadline():
-                self.session.deadline = True
+                self.result.deadline = True
                 cut.update(k for k in per_model if k not in pruned)
                 stop = list(per_model)
             return stop
 
-        configs = [(float(t.params["learning_rate"]), float(t.params["reg"])) for t in group]
+        configs = [(p.learning_rate, p.reg) for _, p in asked]
         t0 = time.perf_counter()
         try:
             results: list[engine.TrainResult] | None = engine.train_many(
@@ -261,30 +270,32 @@ class Runner:
         except Exception as exc:  # one group's failure is its trials' outcome, not the sweep's
             results, error = None, f"training failed: {type(exc).__name__}: {exc}"
         group_s = time.perf_counter() - t0
-        self.session.engine_s += group_s
+        self.result.engine_s += group_s
         records: list[tuple[Future[str] | str, TrialRecord]] = []
         try:
             with self.interrupts.shielded():  # the group's tells: all of them, or (killed) none
                 for k, trial in enumerate(group):
                     result = results[k] if results is not None else None
-                    outcome, value, reason = _outcome(result, error, k in pruned, k in cut, spec)
-                    history = list(result.history) if result is not None else []
+                    outcome, value, reason = training_outcome(
+                        result, error, pruned=k in pruned, cut=k in cut, timeout_s=spec.timeout_s
+                    )
+                    history = History(
+                        tuple(result.history) if result is not None else (), len(group), group_s
+                    )
                     run = self.runs[trial.number]
                     run_id = self.tracker.run_id(run)  # None: finished, or made, later
-                    self._tell(trial, outcome, value, reason, run_id, history, len(group), group_s)
+                    self._tell(trial, outcome, value, reason, run_id, history)
                     checkpoint("telling")
                     del self.in_flight[trial.number]
                     del self.runs[trial.number]
                     weights = result.weights if result is not None else None
                     keep = weights if outcome is Outcome.COMPLETE else None
-                    sizes = [len(group), group_s]
                     record = TrialRecord(
-                        trial.number, outcome, trial.params, history, final_metrics(history, sizes),
-                        info=run_info(history, sizes), reason=reason, weights=keep,
-                        epoch_ms=epoch_ms.get(trial.number, []),
+                        trial.number, outcome, trial.params, history, reason=reason,
+                        weights=keep, epoch_ms=epoch_ms.get(trial.number, []),
                     )  # fmt: skip
                     records.append((run_id or run, record))
-                    self.session.trials.append(Finished(trial.number, outcome, value, keep))
+                    self.result.trials.append(Finished(trial.number, outcome, value, keep))
         finally:
             # Handed to the tracker once every trial is told (its thread would otherwise share
             # the GIL with the tells), and even when an interrupt follows the tells. The
@@ -301,23 +312,23 @@ class Runner:
         value: float | None,
         reason: str,
         run_id: str | None,
-        history: Sequence[Mapping[str, float]],
-        group_size: int,
-        group_s: float,
+        history: History,
     ) -> None:
-        """Tell a trained trial, with all Optuna needs to rebuild its run (`sync`). A storage
-        that went away is waited for, up to STORAGE_WAIT_S: the training is not lost to a
-        database restart."""
-        stored = {**history_attr(history), "group": [group_size, round(group_s, 4)]}
+        """Tell a trained trial, with all Optuna needs to rebuild its run (`track.sync`); one cut
+        at the deadline is given back. A storage that went away is waited for, up to
+        STORAGE_WAIT_S: the training is not lost to a database restart."""
         deadline = time.monotonic() + STORAGE_WAIT_S
         while True:
             try:
+                trial.set_user_attr(HISTORY_ATTR, history.attr())
+                if outcome is Outcome.INTERRUPTED:
+                    give_back(
+                        self.storage, self.study, self.spec, trial.number, reason, run_id=run_id
+                    )
+                    return
                 if run_id:
                     trial.set_user_attr(RUN_ID_ATTR, run_id)
-                trial.set_user_attr(HISTORY_ATTR, stored)
                 tell(trial, outcome, value, reason)
-                if outcome is Outcome.INTERRUPTED:
-                    retry(self.study, self.spec, trial.number, trial.params, {})
                 return
             except UpdateFinishedTrialError:  # told by the try that lost its connection after
                 return
@@ -333,10 +344,10 @@ class Runner:
                         "training here are lost; the next `sweep run` of this study takes them "
                         "back and finishes it."
                     ) from None
-                self._reset_session()
+                self._reset_connection()
                 time.sleep(1.0)
 
-    def _reset_session(self) -> None:
+    def _reset_connection(self) -> None:
         """A connection lost in the middle of a read leaves Optuna's session waiting for a
         rollback that nothing does (every later call: PendingRollbackError, even once the
         database is back): drop it, so the next call starts a new one."""
@@ -344,22 +355,14 @@ class Runner:
             self.storage.scoped_session.remove()
 
     def _give_back(self, reason: str) -> None:
-        """This process's trials in flight: FAIL(interrupted), their runs closed, their params
-        queued again. Raises the storage's error; a trial given back is off the list, so a
-        second call after an error goes on with the rest."""
-        if not self.in_flight:
-            return
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        frozen = {t.number: t for t in running}
-        for number, trial in list(self.in_flight.items()):
+        """This process's trials in flight: given back (`trial.give_back`) and their runs closed.
+        Raises the storage's error; a trial given back is off the list, so a second call after
+        an error goes on with the rest."""
+        for number in list(self.in_flight):
             run = self.runs.get(number)
             run_id = self.tracker.run_id(run, timeout=ABANDON_WAIT_S) if run else None
             try:
-                if number in frozen:  # (not, when an earlier call told it and then failed)
-                    if run_id:
-                        trial.set_user_attr(RUN_ID_ATTR, run_id)
-                    tell(trial, Outcome.INTERRUPTED, reason=reason)
-                    retry(self.study, self.spec, number, trial.params, frozen[number].system_attrs)
+                give_back(self.storage, self.study, self.spec, number, reason, run_id=run_id)
             finally:
                 if run_id:
                     self.tracker.fail_run(run_id, "interrupted", timeout=ABANDON_WAIT_S)
@@ -372,25 +375,3 @@ class Runner:
         with contextlib.suppress(Exception):
             self._give_back("interrupted: this process stopped")
         self.in_flight.clear()
-
-
-def _outcome(
-    result: engine.TrainResult | None, error: str, pruned: bool, cut: bool, spec: StudySpec
-) -> tuple[Outcome, float | None, str]:
-    """A training result -> (outcome, value, reason)."""
-    if result is None:
-        return Outcome.ERROR, None, error
-    if result.status == "completed":
-        return Outcome.COMPLETE, result.val_accuracy, ""
-    if result.status == "diverged":
-        return Outcome.DIVERGED, None, result.reason
-    if pruned:
-        return Outcome.PRUNED, None, ""
-    return (
-        Outcome.INTERRUPTED,
-        None,
-        f"interrupted: stopped at the study's deadline (timeout_s={spec.timeout_s:g}) after "
-        f"epoch {result.end_epoch}"
-        if cut
-        else f"interrupted: {result.reason}",
-    )

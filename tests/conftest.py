@@ -71,3 +71,10 @@ def fashion_standardized() -> engine.Dataset:
     env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "SOFTSWEEP_OFFLINE")}
     with mock.patch.dict(os.environ, {**env, **_USER_ENV}, clear=True):
         return engine.load_dataset("fashion-mnist", val_size=5000, center=True, standardize=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The real-data and browser tests are slow too: `-m "not slow"` is the quick tier."""
+    for item in items:
+        if item.get_closest_marker("realdata") or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)

@@ -114,9 +114,9 @@ batch_size = {batch}
 
 def run_spec(text: str, home: Path, source: str = "test.toml", **options: object):
     """`sweep run` in this process: the study in `text`, in the home folder `home`."""
-    from sweep.home import Home
     from sweep.launch import run_study
     from sweep.spec import parse_spec
+    from sweep.store.home import Home
 
     return run_study(parse_spec(text, source), Home.resolve(home), **options)  # type: ignore[arg-type]
 

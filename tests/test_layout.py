@@ -1,5 +1,6 @@
 """The architecture as tests: engine/ imports only NumPy and the standard library; mlflow lives
-in one module of sweep/, matplotlib and seaborn in one package (sweep/figures/)."""
+in one wing of sweep/ (track/), matplotlib and seaborn in one package (report/figures/); no
+module of sweep/ imports itself back through another."""
 
 from __future__ import annotations
 
@@ -38,9 +39,9 @@ def test_importing_engine_loads_no_heavy_library() -> None:
 
 def test_mlflow_and_plotting_each_live_in_one_place() -> None:
     owners = {
-        "mlflow": "sweep/tracking.py",
-        "matplotlib": "sweep/figures/",
-        "seaborn": "sweep/figures/",
+        "mlflow": "sweep/track/",
+        "matplotlib": "sweep/report/figures/",
+        "seaborn": "sweep/report/figures/",
     }
     for path in (ROOT / "sweep").rglob("*.py"):
         where = path.relative_to(ROOT).as_posix()
@@ -49,25 +50,38 @@ def test_mlflow_and_plotting_each_live_in_one_place() -> None:
                 assert where.startswith(owner), f"{where} imports {library}"
 
 
-def sweep_imports(path: Path, level: int = 1) -> set[str]:
-    """The sweep/ modules a module imports (`from .x import ...` and `from . import x`; from a
-    subpackage, level=2: `from ..x import ...`)."""
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def sweep_imports(path: Path) -> set[str]:
+    """The sweep modules a module imports, relative (`from ..x import y`, `from . import x`) or
+    absolute, resolved to full names (a name that is a package resolves to its __init__)."""
+    here = module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == level:
-            if node.module:
-                found.add(node.module.split(".")[0])
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
             else:
-                found |= {alias.name for alias in node.names}
+                target = node.module or ""
+            if target.split(".")[0] != "sweep":
+                continue
+            if node.module:
+                found.add(target)
+            found |= {f"{target}.{alias.name}" for alias in node.names}  # `from . import x`
     return found
 
 
 def test_sweep_has_no_import_cycle() -> None:
-    graph = {p.stem: sweep_imports(p) for p in (ROOT / "sweep").glob("*.py")}
-    graph["figures"] = set().union(
-        *(sweep_imports(p, level=2) for p in (ROOT / "sweep" / "figures").glob("*.py"))
-    )
-    assert graph["figures"] == {"studyview"}
+    paths = {module_name(p): p for p in (ROOT / "sweep").rglob("*.py")}
+    graph = {name: {m for m in sweep_imports(p) if m in paths} for name, p in paths.items()}
+    # (the resolution finds relative imports at every depth)
+    assert {"sweep.trial", "sweep.store.study"} <= graph["sweep.runner"]
+    assert {"sweep.trial", "sweep.track.store"} <= graph["sweep.track.tracker"]
     done: set[str] = set()
 
     def visit(module: str, path: list[str]) -> None:
@@ -80,3 +94,11 @@ def test_sweep_has_no_import_cycle() -> None:
 
     for module in graph:
         visit(module, [])
+
+
+def test_the_figures_draw_from_the_report_view_only() -> None:
+    figures = ROOT / "sweep" / "report" / "figures"
+    modules = {module_name(p) for p in (ROOT / "sweep").rglob("*.py")}
+    used = set().union(*(sweep_imports(p) for p in figures.glob("*.py"))) & modules
+    outside = {m for m in used if not m.startswith("sweep.report.figures")}
+    assert outside <= {"sweep.report.view", "sweep.trial"}, outside

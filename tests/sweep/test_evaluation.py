@@ -15,6 +15,8 @@ from mlflow import MlflowClient
 import engine
 from tests.helpers import run_spec, spec_text, write_idx_dataset
 
+pytestmark = [pytest.mark.xdist_group("evaluation")]
+
 
 @pytest.fixture(scope="module")
 def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -101,7 +103,7 @@ def test_a_resumed_study_with_a_new_best_says_the_test_set_was_used_twice(
     # The study run lasts as long as its three sweeps did, summed, not first start to last end
     # (which would add the 3 s pause).
     sweeps_s = run.data.metrics["sweep_time_s"]
-    assert sweeps_s == pytest.approx(sum(o.session.loop_s for o in (first, second, again)))
+    assert sweeps_s == pytest.approx(sum(o.loop.loop_s for o in (first, second, again)))
     assert run.info.end_time - run.info.start_time == pytest.approx(sweeps_s * 1000, abs=2)
     assert run.data.tags["softsweep.test_evaluations"].startswith(
         f"2: trial #{tested[0][0]} ({tested[0][1]:.4f}), trial #{tested[1][0]}"

@@ -18,10 +18,12 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from sweep.lifecycle import REASON_ATTR, outcome_of
 from sweep.runner import GIVEN_BACK
+from sweep.trial import REASON_ATTR, outcome_of
 from tests.helpers import spec_text, wait_for_pause, write_idx_dataset
 from tests.servers import free_port, mlflow_server, postgres
+
+pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 

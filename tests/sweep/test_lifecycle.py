@@ -21,9 +21,11 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweep.cli import main
-from sweep.lifecycle import Interrupted, Interrupts, Outcome
-from sweep.notes import read_notes
+from sweep.signals import Interrupted, Interrupts
+from sweep.store.notes import read_notes
 from tests.helpers import spec_text, wait_for_pause, write_idx_dataset
+
+pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = ("asking", "training", "telling", "finishing", "report")
@@ -215,18 +217,6 @@ def test_a_signal_inside_a_shielded_block_waits_for_its_end() -> None:
         os.kill(os.getpid(), signal.SIGINT)  # a second signal is remembered, not raised
         time.sleep(0.05)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
-
-
-def test_every_outcome_maps_once_to_optuna_mlflow_and_the_target() -> None:
-    assert {o.label for o in Outcome} == {
-        "complete", "pruned", "diverged", "error", "interrupted", "duplicate"
-    }  # fmt: skip
-    counted = {o.label for o in Outcome if o.done}
-    assert counted == {"complete", "pruned", "diverged", "error"}  # the rest run again
-    assert Outcome.PRUNED.run_status == "KILLED" and Outcome.COMPLETE.run_status == "FINISHED"
-    assert {o.run_status for o in Outcome if o.state == TrialState.FAIL} == {"FAILED"}
-    with pytest.raises(ValueError, match="outcome must be one of"):
-        Outcome.from_label("lost")
 
 
 def test_a_lost_worker_is_a_warning_when_the_others_finish_the_study(

@@ -9,10 +9,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from tests.helpers import spec_text, write_idx_dataset
 from tests.servers import postgres
+
+pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-Pa55"

@@ -23,6 +23,7 @@ from sweep.cli import main
 from tests.helpers import spec_text, write_idx_dataset
 from tests.servers import mlflow_server, postgres
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("workers")]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -213,11 +214,11 @@ def test_a_worker_dead_before_its_run_id_reached_the_trial_still_gets_its_run_cl
     trial: the stale trial's run is found by its tags and closed, not left RUNNING."""
     from optuna.storages import fail_stale_trials
 
-    from sweep.lifecycle import Outcome, outcome_of
     from sweep.space import distributions
     from sweep.spec import parse_spec
-    from sweep.study import make_storage
-    from sweep.tracker import Tracker
+    from sweep.store.study import make_storage
+    from sweep.track.tracker import Tracker
+    from sweep.trial import Outcome, outcome_of
 
     spec = parse_spec(spec_text("orphan", tmp_path))
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -282,10 +283,10 @@ def test_four_local_workers_on_the_embedded_sqlite_stores(big_data: Path, tmp_pa
 OPEN_TOGETHER = """
 import sys, time
 from pathlib import Path
-from sweep.home import Home
+from sweep.store.home import Home
 from sweep.spec import load_spec
-from sweep.study import open_study
-from sweep.tracking import MlflowStore
+from sweep.store.study import open_study
+from sweep.track.store import MlflowStore
 
 import mlflow  # everything imported before the start, as in a worker at that point
 

@@ -1,0 +1,227 @@
+"""The `sweep` commands that look after studies: runs, studies, report, sync and delete."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .options import EXIT_FAILURE, fail, friendly_errors, stores
+
+# The columns `sweep runs` shows first, as far as the terminal is wide (--json and --csv: all).
+SHOWN = [
+    "trial", "outcome", "learning_rate", "reg", "batch_size", "val_accuracy",
+    "last_val_accuracy", "epochs_run", "test_accuracy", "train_time_s", "fail_reason",
+    "start_time",
+]  # fmt: skip
+STATES = ("complete", "pruned", "failed", "running", "waiting")
+
+
+@click.command(short_help="A study's trials as a table (or JSON, CSV).")
+@click.argument("study")
+@stores
+@click.option("--top", type=click.IntRange(min=1), default=None, help="Only the first N rows.")
+@click.option(
+    "--sort",
+    "sort_by",
+    default=None,
+    help="Sort by this column (descending for accuracies, ascending otherwise) [default: best "
+    "first].",
+)
+@click.option("--state", type=click.Choice(STATES), default=None, help="Only trials in this state.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON records (every column).")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the table (every column) to this CSV file.",
+)
+@friendly_errors
+def runs(
+    study: str,
+    home: Path | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    top: int | None,
+    sort_by: str | None,
+    state: str | None,
+    as_json: bool,
+    csv_path: Path | None,
+) -> None:
+    """Trials of STUDY as a table: params, accuracies, state.
+
+    Best first; the columns that fit the terminal (all of them with --json or --csv).
+    """
+    import shutil
+
+    from ..compare import COLUMNS, load_runs
+
+    if csv_path is not None and not csv_path.parent.is_dir():
+        raise FileNotFoundError(
+            f"--csv {csv_path}: the folder {csv_path.parent} does not exist. Create it first, "
+            "or write the file somewhere else."
+        )
+    if sort_by is not None and sort_by not in COLUMNS:
+        raise ValueError(
+            f"--sort must be one of the columns {', '.join(COLUMNS)}, got {sort_by!r}."
+        )
+    frame = load_runs(study, home=home, tracking_uri=tracking_uri, storage=storage)
+    if state is not None:
+        wanted = {"failed": "FAIL"}.get(state, state.upper())
+        frame = frame[frame["state"] == wanted]
+    if sort_by is not None:
+        descending = "accuracy" in sort_by
+        frame = frame.sort_values([sort_by, "trial"], ascending=[not descending, True],
+                                  na_position="last")  # fmt: skip
+    if top is not None:
+        frame = frame.head(top)
+    frame = frame.reset_index(drop=True)
+    if csv_path is not None:
+        frame.to_csv(csv_path, index=False)
+    if as_json:
+        click.echo(frame.to_json(orient="records", date_format="iso", indent=1))
+        return
+    if frame.empty:
+        click.echo(f"study {study!r} has no trials{' in that state' if state else ' yet'}.")
+        return
+    shown = frame[SHOWN].copy()
+    shown["fail_reason"] = shown["fail_reason"].str.slice(0, 40)
+    shown["start_time"] = shown["start_time"].dt.strftime("%m-%d %H:%M:%S")
+    width = shutil.get_terminal_size((120, 24)).columns
+    for column in SHOWN:  # accuracies to 4 decimals (0.8560, not 0.856: read down the column)
+        if column.endswith("accuracy"):
+            shown[column] = shown[column].map(_accuracy)
+    for end in range(len(SHOWN), 1, -1):  # drop columns from the right until it fits
+        text = shown[SHOWN[:end]].to_string(
+            index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"
+        )
+        if max(len(line) for line in text.splitlines()) <= width:
+            break
+    click.echo(text)
+
+
+def _accuracy(value: float) -> str:
+    return "-" if value != value else f"{value:.4f}"  # NaN: not measured
+
+
+@click.command(short_help="Draw a study's report again from its stores.")
+@click.argument("study")
+@stores
+@friendly_errors
+def report(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
+    """Rebuild the report of STUDY from its stored trials and runs (no training), and log it to
+    the study's MLflow run when it has one."""
+    from ..launch import load_data
+    from ..report.files import write_report
+    from ..report.view import gather
+    from ..store.home import Home
+    from ..store.study import load_study, stored_spec
+    from ..track.tracker import Tracker
+    from ..trial import test_evaluations
+
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
+    stored = load_study(study, where)
+    spec = stored_spec(stored, where.storage)
+    # The tested trial's predictions are drawn again from its weights (the same evaluation);
+    # without the data files the report goes without those figures.
+    try:
+        data = load_data(spec) if test_evaluations(stored.user_attrs) else None
+    except (OSError, ValueError):
+        data = None
+    tracker = Tracker(where.tracking_uri, study, create=False)
+    try:
+        tracker.find_study_run(study)
+        view = gather(stored, spec, tracker, where, data=data)
+        written = write_report(view, where.report_dir(study))
+        if tracker.parent_id is not None:
+            tracker.log_reports(written.files)
+    finally:
+        tracker.close()
+    for path in written.files:
+        click.echo(str(path))
+    for note in written.notes:
+        click.echo(f"note: {note}", err=True)
+    for problem in tracker.errors:
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(
+        f"open {written.index} in a browser"
+        + (
+            "; the files are also artifacts of the study's MLflow run (reports/)"
+            if tracker.parent_id
+            else ""
+        )
+    )
+    if view.best is None:
+        fail(
+            f"study {study!r} has no completed trial: the report holds only the heatmap of "
+            f"why its trials ended. See `sweep runs {study}` for the reasons.",
+            EXIT_FAILURE,
+        )
+
+
+@click.command(short_help="Make MLflow agree with Optuna for a study.")
+@click.argument("study")
+@stores
+@friendly_errors
+def sync(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
+    """Make MLflow agree with Optuna for STUDY: runs made or completed from the trials."""
+    from ..store.home import Home
+    from ..track.sync import sync_study
+
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
+    done = sync_study(study, where)
+    click.echo(
+        f"study {study!r}: {len(done.run_ids)} trial runs in MLflow; {done.created} made and "
+        f"{done.completed} completed now from Optuna."
+    )
+
+
+@click.command(short_help="List the studies: trials by state, best, last activity.")
+@stores
+@friendly_errors
+def studies(home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
+    """Every study in the home (or --storage): trials by state, best, last activity."""
+    from ..admin import study_summaries
+    from ..store.home import Home
+
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
+    found = study_summaries(where)
+    if not found:
+        click.echo(f"no studies in {where.shown_storage}: `sweep run STUDY.toml` starts one.")
+        return
+    rows = [
+        [
+            s.name,
+            ", ".join(f"{n} {state.lower()}" for state, n in s.states.items()) or "no trials",
+            "-" if s.best_value is None else f"{s.best_value:.4f}",
+            "-" if s.last_activity is None else s.last_activity.strftime("%Y-%m-%d %H:%M"),
+        ]
+        for s in found
+    ]
+    from .check import format_table
+
+    click.echo(format_table(["study", "trials", "best val acc", "last activity"], rows))
+
+
+@click.command(short_help="Delete a study: Optuna trials, MLflow runs, report.")
+@click.argument("study")
+@stores
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@friendly_errors
+def delete(
+    study: str, home: Path | None, storage: str | None, tracking_uri: str | None, yes: bool
+) -> None:
+    """Delete STUDY: its Optuna study, MLflow runs and report."""
+    from ..admin import delete_study, plan_deletion
+    from ..store.home import Home
+
+    where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
+    plan = plan_deletion(study, where)
+    click.echo(f"This deletes:\n{plan.describe()}")
+    if not yes and not click.confirm("Delete it?", default=False):
+        click.echo("nothing deleted.")
+        sys.exit(EXIT_FAILURE)
+    runs = delete_study(plan, where)
+    click.echo(f"deleted study {study!r} ({plan.trials} trials, {runs} MLflow runs).")

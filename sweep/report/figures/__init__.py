@@ -1,0 +1,39 @@
+"""The report's figures, drawn with matplotlib and seaborn: the only package that imports them.
+
+Each function takes plain data (a `StudyView` and what `view` computed from it) and returns
+a `matplotlib.figure.Figure`, built directly (no pyplot state, no display needed); `files.py`
+saves them. `study.py` draws the sweep, `evaluation.py` the tested trial's test predictions.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import DPI
+from .evaluation import confusion_figure, predictions_figure
+from .study import (
+    curves_figure,
+    gallery_figure,
+    heatmap_figure,
+    history_figure,
+    importances_figure,
+    templates_figure,
+    timing_figure,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "DPI",
+    "Figure",
+    "confusion_figure",
+    "curves_figure",
+    "gallery_figure",
+    "heatmap_figure",
+    "history_figure",
+    "importances_figure",
+    "predictions_figure",
+    "templates_figure",
+    "timing_figure",
+]
