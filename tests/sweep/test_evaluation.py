@@ -13,6 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 import engine
+from sweep.cli.run import summary
 from tests.helpers import run_spec, spec_text, write_idx_dataset
 
 pytestmark = [pytest.mark.xdist_group("evaluation")]
@@ -87,7 +88,7 @@ def test_a_resumed_study_with_a_new_best_says_the_test_set_was_used_twice(
               (second.closing.best_trial, second.test_accuracy)]  # fmt: skip
     assert second.closing.test_evaluations == tested
     assert f"the test set has now been used 2 times: #{tested[0][0]}, #{tested[1][0]}" in (
-        second.summary()
+        summary(second)
     )
     again = run_spec(text(2), home, "twice.toml")  # the same best: read back, not evaluated
     assert again.closing.test_evaluations == tested
