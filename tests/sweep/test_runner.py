@@ -53,8 +53,14 @@ def load(home: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{home / 'optuna.db'}")
 
 
-def test_grid_visits_every_cell_exactly_once(home: Path, data_folder: Path) -> None:
-    outcome = run(spec_text("grid", data_folder), home)
+@pytest.fixture(scope="module")
+def grid(home: Path, data_folder: Path):
+    """The 12-cell grid study, run once for the tests that read it."""
+    return run(spec_text("grid", data_folder), home)
+
+
+def test_grid_visits_every_cell_exactly_once(grid, home: Path) -> None:
+    outcome = grid
     trials = load(home, "grid").trials
     cells = [(t.params["learning_rate"], t.params["reg"], t.params["batch_size"]) for t in trials]
     # 3 learning rates x 2 regs x 2 batch sizes, in groups of 4, each cell once.
@@ -63,8 +69,8 @@ def test_grid_visits_every_cell_exactly_once(home: Path, data_folder: Path) -> N
     assert outcome.n_complete == 12 and outcome.trials_this_run == 12
 
 
-def test_mlflow_holds_parent_and_one_child_per_trial(home: Path, data_folder: Path) -> None:
-    study = load(home, "grid")  # written by the test above
+def test_mlflow_holds_parent_and_one_child_per_trial(grid, home: Path, data_folder: Path) -> None:
+    study = load(home, "grid")
     client = store(home)
     experiment = client.get_experiment_by_name("grid")
     # MLflow 3.17's UI opens an experiment in its model-training view only with this tag.
@@ -106,7 +112,7 @@ def test_mlflow_holds_parent_and_one_child_per_trial(home: Path, data_folder: Pa
 
 
 def test_test_accuracy_is_the_best_trials_weights_on_the_test_set(
-    home: Path, data_folder: Path
+    grid, home: Path, data_folder: Path
 ) -> None:
     study = load(home, "grid")
     best = study.best_trial
@@ -116,7 +122,7 @@ def test_test_accuracy_is_the_best_trials_weights_on_the_test_set(
     assert study.user_attrs["test_evaluations"] == [[best.number, pytest.approx(expected)]]
 
 
-def test_load_runs_matches_the_optuna_trials(home: Path) -> None:
+def test_load_runs_matches_the_optuna_trials(grid, home: Path) -> None:
     frame = sweep.load_runs("grid", home=home)
     study = load(home, "grid")
     assert len(frame) == len(study.trials)
