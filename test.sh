@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: lint, type-check and run every test (the real-data ones included), in parallel:
-# one pytest-xdist worker per core; tests that share an expensive module fixture (a real sweep, a
-# server) stay on one worker (their xdist_group), the rest spread one by one.
+# one pytest-xdist worker per core, each taking whole test files (a file's module fixtures, such as
+# a real sweep or a server, are made once). Each worker's BLAS gets one thread: two workers with a
+# thread per core each would oversubscribe the cores (OpenBLAS threads spin while they wait).
 #   ./test.sh                  everything (CI runs this)
 #   ./test.sh -m "not slow"    the quick tier: no processes, servers or real-data sweeps
 set -euo pipefail
@@ -13,4 +14,5 @@ bash scripts/ensure-chromium.sh
 ruff check .
 ruff format --check .
 mypy
-python -m pytest -n auto --dist loadgroup "$@"
+export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+python -m pytest -n auto --dist loadfile "$@"

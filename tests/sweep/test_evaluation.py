@@ -16,8 +16,6 @@ import engine
 from sweep.cli.run import summary
 from tests.helpers import run_spec, spec_text, write_idx_dataset
 
-pytestmark = [pytest.mark.xdist_group("evaluation")]
-
 
 @pytest.fixture(scope="module")
 def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:

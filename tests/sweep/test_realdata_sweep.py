@@ -17,7 +17,7 @@ from sweep.cli import main
 from tests.conftest import _USER_ENV
 from tests.servers import sweep_ui
 
-pytestmark = [pytest.mark.realdata, pytest.mark.xdist_group("main-job")]
+pytestmark = pytest.mark.realdata
 ROOT = Path(__file__).resolve().parents[2]
 
 

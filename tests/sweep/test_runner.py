@@ -20,8 +20,6 @@ import sweep
 from sweep.cli import main
 from tests.helpers import run_spec, spec_text, write_idx_dataset
 
-pytestmark = [pytest.mark.xdist_group("runner")]
-
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:

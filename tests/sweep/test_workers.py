@@ -23,7 +23,7 @@ from sweep.cli import main
 from tests.helpers import spec_text, write_idx_dataset
 from tests.servers import mlflow_server, postgres
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("workers")]
+pytestmark = [pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -17,8 +17,6 @@ import sweep
 from sweep.cli import main
 from tests.helpers import run_spec, spec_text, write_idx_dataset
 
-pytestmark = [pytest.mark.xdist_group("browse")]
-
 LR, REG = "{ low = 1e-5, high = 3.0, log = true }", "{ low = 1e-6, high = 1e-1, log = true }"
 
 

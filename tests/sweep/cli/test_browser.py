@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import run_spec, spec_text, write_idx_dataset
 from tests.servers import sweep_ui
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 EPOCHS = 3
 

@@ -33,8 +33,6 @@ from sweep.store.study import stored_spec
 from sweep.track.tracker import Tracker
 from tests.helpers import run_spec, spec_text, write_idx_dataset
 
-pytestmark = [pytest.mark.xdist_group("report")]
-
 GRID_LR = "{ values = [0.03, 0.3, 1000.0] }"  # 1000 with reg 1 diverges in epoch 1
 GRID_REG = "{ values = [0.0, 1e-3, 1.0] }"
 
