@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import EXIT_FAILURE, fail, friendly_errors, stores
+from .options import EXIT_FAILURE, EXIT_USAGE, fail, friendly_errors, stores
 
 # The columns `sweep runs` shows first, as far as the terminal is wide (--json and --csv: all).
 SHOWN = [
@@ -36,7 +36,7 @@ STATES = ("complete", "pruned", "failed", "running", "waiting")
     "csv_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="Also write the table (every column) to this CSV file.",
+    help="Also write the table (every column) to this CSV file ('-': print CSV instead).",
 )
 @friendly_errors
 def runs(
@@ -58,7 +58,8 @@ def runs(
 
     from ..compare import COLUMNS, load_runs
 
-    if csv_path is not None and not csv_path.parent.is_dir():
+    to_stdout = csv_path is not None and str(csv_path) == "-"
+    if csv_path is not None and not to_stdout and not csv_path.parent.is_dir():
         raise FileNotFoundError(
             f"--csv {csv_path}: the folder {csv_path.parent} does not exist. Create it first, "
             "or write the file somewhere else."
@@ -78,6 +79,9 @@ def runs(
     if top is not None:
         frame = frame.head(top)
     frame = frame.reset_index(drop=True)
+    if to_stdout:
+        click.echo(frame.to_csv(index=False), nl=False)
+        return
     if csv_path is not None:
         frame.to_csv(csv_path, index=False)
     if as_json:
@@ -220,8 +224,17 @@ def delete(
     where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
     plan = plan_deletion(study, where)
     click.echo(f"This deletes:\n{plan.describe()}")
-    if not yes and not click.confirm("Delete it?", default=False):
-        click.echo("nothing deleted.")
-        sys.exit(EXIT_FAILURE)
+    if not yes:
+        try:
+            sure = click.confirm("Delete it?", default=False)
+        except click.Abort:  # no answer: stdin is closed, or not a terminal with nothing on it
+            fail(
+                f"sweep delete {study} asks before it deletes, and no answer came (stdin gave "
+                "nothing). Nothing was deleted. Pass --yes to delete without asking.",
+                EXIT_USAGE,
+            )
+        if not sure:
+            click.echo("nothing deleted.")
+            sys.exit(EXIT_FAILURE)
     runs = delete_study(plan, where)
     click.echo(f"deleted study {study!r} ({plan.trials} trials, {runs} MLflow runs).")

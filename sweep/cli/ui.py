@@ -14,7 +14,7 @@ import click
 
 from ..store.home import Home
 from ..workers import PARENT_ENV
-from .options import EXIT_FAILURE, HOME, fail, friendly_errors
+from .options import EXIT_USAGE, HOME, fail, friendly_errors
 
 __all__ = ["runs_link", "serve_ui", "ui"]
 
@@ -39,7 +39,13 @@ while True:
 
 @click.command(short_help="Open the MLflow UI on the home's store.")
 @HOME
-@click.option("--port", default=5000, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=5000,
+    show_default=True,
+    help="The port on 127.0.0.1 (1 to 65535).",
+)
 @friendly_errors
 def ui(home: Path | None, port: int) -> None:
     """Open the MLflow UI on the home folder's store, bound to 127.0.0.1."""
@@ -61,7 +67,7 @@ def ui(home: Path | None, port: int) -> None:
                 f"port {port} on 127.0.0.1 is not free ({exc.strerror}): another program (an "
                 f"MLflow UI started before?) uses it. Pass another one, e.g. --port {port + 1}, "
                 "or stop that program.",
-                EXIT_FAILURE,
+                EXIT_USAGE,
             )
 
     base = f"http://127.0.0.1:{port}"

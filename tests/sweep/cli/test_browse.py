@@ -109,6 +109,10 @@ def test_runs_top_sort_state_and_json(home: Path, tmp_path: Path) -> None:
     code, said = cli("runs", "tpe", "--home", str(home), "--csv", str(tmp_path / "no" / "x.csv"))
     assert code == 2
     assert f"--csv {tmp_path / 'no' / 'x.csv'}: the folder {tmp_path / 'no'} does not exist" in said
+    code, said = cli("runs", "tpe", "--home", str(home), "--csv", "-")  # CSV on stdout
+    assert code == 0 and said.splitlines()[0].startswith("study,trial,state,outcome,")
+    assert len(said.splitlines()) == 1 + len(sweep.load_runs("tpe", home=home))
+    assert not Path("-").exists()
 
 
 def test_run_overrides_n_trials_and_the_summary_hides_timing_unless_verbose(tmp_path: Path) -> None:
@@ -128,6 +132,8 @@ def test_delete_asks_then_removes_study_runs_and_report(home: Path, tmp_path: Pa
     run_spec(text, home, "gone.toml")
     code, said = cli("delete", "gone", "--home", str(home), input="n\n")
     assert code == 1 and "nothing deleted" in said
+    code, said = cli("delete", "gone", "--home", str(home), input="")  # no terminal, no answer
+    assert code == 2 and "no answer came" in said and "Pass --yes" in said
     assert "study 'gone': 1 trials in the Optuna storage" in said
     code, said = cli("delete", "gone", "--home", str(home), "--yes")
     # The trial's run and the study's run.
@@ -147,9 +153,12 @@ def test_ui_on_a_busy_port_says_so(home: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         code, said = cli("ui", "--home", str(home), "--port", str(port))
-    assert code == 1
+    assert code == 2
     assert f"error: port {port} on 127.0.0.1 is not free" in said
     assert f"--port {port + 1}" in said
+    for bad in ("99999", "-1"):  # not a port at all: a usage error, not a traceback
+        code, said = cli("ui", "--home", str(home), "--port", bad)
+        assert code == 2 and f"{bad} is not in the range 1<=x<=65535" in said
 
 
 def test_sweep_run_from_python_returns_a_result_that_shows_itself(tmp_path: Path) -> None:
