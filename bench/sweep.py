@@ -51,8 +51,7 @@ def timed(cmd: list[str], cwd: Path = ROOT) -> tuple[float, str]:
 
 
 def sweep_run(study: Path, home: str, tree: Path = ROOT) -> tuple[float, dict]:
-    command = [sys.executable, "-m", "sweep", "run", str(study), "--home", home]
-    command += ["--verbose"] if tree == ROOT else []  # (older trees print the timing always)
+    command = [sys.executable, "-m", "sweep", "run", str(study), "--home", home, "--verbose"]
     wall, out = timed(command, tree)
     waited, background = map(
         float,
