@@ -28,7 +28,7 @@ def distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
     if spec.sampler == "grid":
-        # Every cell goes through Optuna's trial queue (sweep/study.py: enqueue_missing), the
+        # Every cell goes through Optuna's trial queue (sweep/store/study.py: enqueue_missing), the
         # way to give each cell to exactly one of several workers; GridSampler itself picks
         # cells at random per worker (duplicates) and fails on enqueued trials in Optuna 5.0
         # (after_trial reads a grid_id they do not have). The queue hands out fixed params, so
