@@ -9,11 +9,12 @@ import click
 
 from .options import EXIT_FAILURE, EXIT_USAGE, fail, friendly_errors, stores
 
-# The columns `sweep runs` shows first, as far as the terminal is wide (--json and --csv: all).
+# The columns `sweep runs` shows, as far as the terminal is wide (--json and --csv: all), the
+# result first: a narrow terminal drops columns from the right, and keeps what was found and why
+# a trial failed before the bookkeeping.
 SHOWN = [
-    "trial", "outcome", "learning_rate", "reg", "batch_size", "val_accuracy",
-    "last_val_accuracy", "epochs_run", "test_accuracy", "train_time_s", "fail_reason",
-    "start_time",
+    "trial", "outcome", "val_accuracy", "test_accuracy", "learning_rate", "reg", "batch_size",
+    "fail_reason", "last_val_accuracy", "epochs_run", "train_time_s", "start_time",
 ]  # fmt: skip
 STATES = ("complete", "pruned", "failed", "running", "waiting")
 

@@ -4,8 +4,10 @@ overrides, the version and help, and the frames `load_runs` and `load_history` g
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
+from unittest import mock
 
 import optuna
 import pandas as pd
@@ -104,6 +106,12 @@ def test_runs_top_sort_state_and_json(home: Path, tmp_path: Path) -> None:
     header, first = said.splitlines()[0].split(), said.splitlines()[1].split()
     # accuracies are read down the column: always 4 decimals (0.8560, not 0.856)
     assert first[header.index("val_accuracy")] == f"{best['val_accuracy']:.4f}"
+    # A narrow terminal keeps the result and drops bookkeeping first.
+    with mock.patch.dict(os.environ, {"COLUMNS": "60"}):
+        code, said = cli("runs", "tpe", "--home", str(home), "--top", "2")
+    header = said.splitlines()[0].split()
+    assert code == 0 and header[:3] == ["trial", "outcome", "val_accuracy"]
+    assert max(len(line) for line in said.splitlines()) <= 60
     code, said = cli("runs", "tpe", "--home", str(home), "--sort", "nope")
     assert code == 2 and "--sort must be one of the columns study, trial," in said
     code, said = cli("runs", "tpe", "--home", str(home), "--csv", str(tmp_path / "no" / "x.csv"))
