@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_DEADLINE", "create", "problem", "run", "summary", "worker"]
 
 EXIT_DEADLINE = 124  # as timeout(1): the study stopped at its timeout_s, short of n_trials
+# How the summary names the `sweep` command: run.sh puts its virtual environment's `sweep` here,
+# since it is on run.sh's PATH but not on the user's.
+COMMAND_ENV = "SOFTSWEEP_COMMAND"
 
 
 _HEARTBEAT = click.option(
@@ -333,11 +337,12 @@ def summary(result: StudyResult, verbose: bool = False) -> str:
         where += f" --storage {home.shown_storage}"
     if not home.embedded_tracking:
         where += f" --tracking-uri {home.shown_tracking_uri}"
-    rows.append(["runs table", f"sweep runs {result.study_name} {where}"])
+    sweep = os.environ.get(COMMAND_ENV) or "sweep"
+    rows.append(["runs table", f"{sweep} runs {result.study_name} {where}"])
     if home.tracking_uri.startswith(("http://", "https://")):  # the server is the UI
         rows.append(["mlflow ui", home.shown_tracking_uri])
     else:
-        rows.append(["mlflow ui", f"sweep ui --home {home.folder}"])
+        rows.append(["mlflow ui", f"{sweep} ui --home {home.folder}"])
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 

@@ -289,15 +289,22 @@ class TestCli:
         assert "best trial           #" in result.output
         assert "3 completed, 0 pruned, 0 failed (3 run now)" in result.output
         assert "ms/trial" not in result.output  # developer timing: only with --verbose
-        again = CliRunner().invoke(main, ["run", str(path), "--home", str(home), "--verbose"])
+        assert f"runs table           sweep runs cli-ok --home {home}" in result.output
+        # Run by ./run.sh, whose `sweep` is not on the user's PATH: the summary names it.
+        again = CliRunner().invoke(
+            main, ["run", str(path), "--home", str(home), "--verbose"],
+            env={"SOFTSWEEP_COMMAND": "/repo/.venv/bin/sweep"},
+        )  # fmt: skip
         assert again.exit_code == 0, again.output
         assert "3 completed, 0 pruned, 0 failed (0 run now)" in again.output
         assert re.search(r"tracking\s+n/a \(no trial run now\)", again.output)
+        assert f"/repo/.venv/bin/sweep runs cli-ok --home {home}" in again.output
+        assert f"/repo/.venv/bin/sweep ui --home {home}" in again.output
         runs = CliRunner().invoke(
             main, ["runs", "cli-ok", "--home", str(home), "--csv", str(tmp_path / "r.csv")]
         )
         assert runs.exit_code == 0, runs.output
-        assert runs.output.splitlines()[0].split()[:3] == ["trial", "outcome", "learning_rate"]
+        assert runs.output.splitlines()[0].split()[:3] == ["trial", "outcome", "val_accuracy"]
         assert len(pd.read_csv(tmp_path / "r.csv")) == 3
 
     def test_bad_spec_exits_2_with_the_message(
