@@ -237,6 +237,10 @@ def test_pruning_stops_weak_trials_through_report_and_tell(home: Path, data_fold
         assert runs[t.number].data.tags["softsweep.outcome"] == "pruned"
         steps = store(home).get_metric_history(runs[t.number].info.run_id, "val_accuracy")
         assert len(steps) == len(t.intermediate_values)
+        # It says where it stopped: on the trial, and in its run's description in the UI.
+        said = f"pruned after epoch {len(t.intermediate_values)}"
+        assert t.user_attrs["fail_reason"] == said
+        assert runs[t.number].data.tags["mlflow.note.content"] == said
     # A pruned trial's curve is below the median of the finished ones at the step it stopped.
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     for t in pruned:
