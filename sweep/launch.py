@@ -166,8 +166,10 @@ def run_study(
         wait=not local_or_probed,
     )
     owner: Owner | None = None
-    try:
-        with Interrupts() as interrupts:
+    # The cleanup after a signal runs under the handlers too: a second Ctrl-C does not cut it
+    # short, and waits on a database that stopped answering know the sweep is stopping.
+    with Interrupts() as interrupts:
+        try:
             data = load_data(spec)  # bad data fails here, before a study exists
             study, storage = open_study(
                 spec, home, heartbeat_s=heartbeat_s, close_run=tracker.fail_trial_runs
@@ -191,10 +193,10 @@ def run_study(
                 loop = LoopResult(warnings=lost)
             else:
                 loop = Runner(
-                    spec, study, storage, data, tracker, owner, interrupts,
-                    embedded=home.embedded_storage, heartbeat_s=heartbeat_s,
-                    on_progress=on_progress,
-                ).run()  # fmt: skip
+                        spec, study, storage, data, tracker, owner, interrupts,
+                        embedded=home.embedded_storage, heartbeat_s=heartbeat_s,
+                        on_progress=on_progress,
+                    ).run()  # fmt: skip
             end = progress(study, grid)
             outcome = StudyResult(spec.name, home, spec.target, end.done, None, loop)
             outcome.timeout_s = spec.timeout_s or 0.0
@@ -217,21 +219,23 @@ def run_study(
                     spec, study, home, data, tracker, loop, report=report, stopped=stopped
                 )
             tracker.close()
-    except BaseException as exc:
-        # The study's run ends with the sweep, unless other workers may still be on the study.
-        if finish == "always":
-            tracker.end_study("KILLED" if isinstance(exc, Interrupted) else "FAILED", timeout=10)
-        tracker.abandon()
-        if isinstance(exc, StorageInternalError):  # the database went away, or its disk is full
-            raise RuntimeError(
-                f"The Optuna storage failed ({describe(exc.__cause__ or exc)}). Nothing told is "
-                "lost: once the database is reachable (or its disk has room), run the same "
-                "command again and it finishes the study."
-            ) from None
-        raise
-    finally:
-        if owner is not None:
-            owner.close()
+        except BaseException as exc:
+            # The study's run ends with the sweep, unless other workers may still be on the study.
+            if finish == "always":
+                tracker.end_study(
+                    "KILLED" if isinstance(exc, Interrupted) else "FAILED", timeout=10
+                )
+            tracker.abandon()
+            if isinstance(exc, StorageInternalError):  # the database went away, or its disk is full
+                raise RuntimeError(
+                    f"The Optuna storage failed ({describe(exc.__cause__ or exc)}). Nothing "
+                    "told is lost: once the database is reachable (or its disk has room), run "
+                    "the same command again and it finishes the study."
+                ) from None
+            raise
+        finally:
+            if owner is not None:
+                owner.close()
     outcome.wall_s = time.perf_counter() - started
     outcome.tracking_s = tracker.seconds
     outcome.tracking_background_s = tracker.background_seconds

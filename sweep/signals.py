@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-__all__ = ["EXIT_CODES", "Interrupted", "Interrupts", "checkpoint"]
+__all__ = ["EXIT_CODES", "Interrupted", "Interrupts", "checkpoint", "pending"]
 
 EXIT_CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 
@@ -74,6 +74,11 @@ class Interrupts:
             self._raised = True
             raise Interrupted(self.received)
 
+    def raise_now(self) -> None:
+        """Raise the signal received, if it has not been raised yet, even inside a shielded
+        block: for a block that cannot end (it waits on a database that does not answer)."""
+        self._raise()
+
     @contextmanager
     def shielded(self) -> Iterator[None]:
         """A block no signal splits: one that arrives inside is raised when it ends."""
@@ -86,7 +91,15 @@ class Interrupts:
             self._raise()
 
 
-_active: Interrupts | None = None  # the one in force on the main thread, for `checkpoint`
+_active: Interrupts | None = None  # the one in force on the main thread
+
+
+def pending() -> Interrupts | None:
+    """The active `Interrupts`, if a signal has arrived: a wait that may not end (a database
+    that does not answer) gives up at once then, on any thread."""
+    if _active is not None and _active.received is not None:
+        return _active
+    return None
 
 
 # -- a fault-injection point for the lifecycle tests -------------------------------------------

@@ -65,12 +65,33 @@ def _pg_bin() -> Path:
 
 
 class Postgres(dict):
-    """{database: SQLAlchemy URL}, and `stop()` / `start()` of the server (same port, same
-    data) for the store-fault tests."""
+    """{database: SQLAlchemy URL}; `stop()` / `start()` of the server (same port, same data) for
+    the store-fault tests, and `hang()` / `wake()`: every process of the cluster SIGSTOPped
+    (connections are still accepted by the kernel, nothing answers), then SIGCONTed."""
 
-    def __init__(self, urls: dict[str, str], stop, start) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, urls: dict[str, str], stop, start, data: Path) -> None:  # type: ignore[no-untyped-def]
         super().__init__(urls)
-        self.stop, self.start = stop, start
+        self.stop, self.start, self._data = stop, start, data
+
+    def _processes(self) -> list[int]:
+        postmaster = int((self._data / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def hang(self) -> None:
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def wake(self) -> None:
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 @contextlib.contextmanager
@@ -107,8 +128,10 @@ def postgres(databases: tuple[str, ...] = ("optuna", "mlflow")) -> Iterator[Post
         for name in databases:
             run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "sweep", name)
         urls = {name: f"postgresql+psycopg2://sweep@127.0.0.1:{port}/{name}" for name in databases}
-        yield Postgres(urls, stop, start)
+        yield Postgres(urls, stop, start, data)
     finally:
+        with contextlib.suppress(Exception):
+            Postgres({}, stop, start, data).wake()  # a hung cluster cannot stop
         subprocess.run(
             [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
             capture_output=True,

@@ -121,6 +121,7 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
     from ..launch import load_data
     from ..report.files import write_report
     from ..report.view import gather
+    from ..signals import checkpoint
     from ..store.home import Home
     from ..store.study import load_study, stored_spec
     from ..track.tracker import Tracker
@@ -138,6 +139,7 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
     tracker = Tracker(where.tracking_uri, study, create=False)
     try:
         tracker.find_study_run(study)
+        checkpoint("report")
         view = gather(stored, spec, tracker, where, data=data)
         written = write_report(view, where.report_dir(study))
         if tracker.parent_id is not None:

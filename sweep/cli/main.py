@@ -1,4 +1,5 @@
-"""The `sweep` command line. Exit codes: 0 success, 1 failure, 2 bad usage or bad input."""
+"""The `sweep` command line. Exit codes: 0 success, 1 failure, 2 bad usage or bad input, 130
+Ctrl-C (143 SIGTERM, 129 SIGHUP for `sweep run`)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,26 @@ for command in (
     main.add_command(command)
 
 
+def _main() -> int:
+    """`main()` with click's standalone handling, except that Ctrl-C exits 130 (click says
+    "Aborted!" and exits 1)."""
+    try:
+        returned = main.main(standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort as exc:
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            return 130
+        click.echo("Aborted!", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        return 130
+    return returned if isinstance(returned, int) else 0
+
+
 def entry() -> None:
     """The `sweep` command: `main()`, then exit without the interpreter's teardown.
 
@@ -38,8 +59,7 @@ def entry() -> None:
     import logging
 
     try:
-        main()
-        code: int = 0
+        code = _main()
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0

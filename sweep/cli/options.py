@@ -43,15 +43,42 @@ def friendly_errors(fn: F) -> F:
             fail(str(exc), EXIT_USAGE)
         except RuntimeError as exc:
             fail(str(exc), EXIT_FAILURE)
-        except OSError as exc:  # a file softsweep had to write: read-only, full, gone
-            where = f" ({exc.filename})" if exc.filename else ""
+        except BrokenPipeError:  # `sweep runs | head`: the reader has what it wanted
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # (Python's documented way out of EPIPE)
+            sys.exit(EXIT_FAILURE)
+        except OSError as exc:  # a file softsweep had to write: read-only, full, gone, a folder
+            fail(_cannot_write(exc), EXIT_FAILURE)
+        except Exception as exc:
+            if not _database_error(exc):
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first.removeprefix("(psycopg2.OperationalError) ")
             fail(
-                f"softsweep cannot write{where}: {exc.strerror or exc}. Point --home at a "
-                "folder with room that you can write to, or free some space.",
+                f"A database softsweep reads did not answer or refused the request ({first}). "
+                "Check that the database behind --storage (or --tracking-uri) is running and "
+                "reachable, then run the command again; nothing was changed.",
                 EXIT_FAILURE,
             )
 
     return wrapper  # type: ignore[return-value]
+
+
+def _cannot_write(exc: OSError) -> str:
+    what = f" {exc.filename}" if exc.filename else ""
+    problem = f"softsweep cannot write{what}: {exc.strerror or exc}."
+    ctx = click.get_current_context(silent=True)
+    home = Path((ctx.params.get("home") if ctx else None) or os.environ.get("SOFTSWEEP_HOME")
+                or ".softsweep").resolve()  # fmt: skip
+    if exc.filename and home not in Path(str(exc.filename)).resolve().parents:
+        return f"{problem} Give a file path you can write to, on a disk with room."
+    return f"{problem} Point --home at a folder with room that you can write to, or free space."
+
+
+def _database_error(exc: BaseException) -> bool:
+    """A database driver's or SQLAlchemy's error, or Optuna's wrapper of one."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"SQLAlchemyError", "StorageInternalError", "DatabaseError"})
 
 
 HOME = click.option(

@@ -21,6 +21,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from .waits import bound
+
 __all__ = ["Home", "Owner", "passwords", "safe_url", "scrub"]
 
 
@@ -66,6 +68,11 @@ class Home:
     folder: Path
     storage: str  # Optuna storage URL
     tracking_uri: str  # MLflow tracking URI
+
+    def __post_init__(self) -> None:
+        for url in (self.storage, self.tracking_uri):
+            if url.startswith("postgresql"):
+                bound(url)  # a database that stops answering: seconds, and Ctrl-C, not forever
 
     @classmethod
     def resolve(

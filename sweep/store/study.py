@@ -35,6 +35,7 @@ from ..trial import OWNER_ATTR, RUN_ID_ATTR, Params, give_back, outcome_of, queu
 from .home import Home, Owner, safe_url, scrub
 from .notes import read_notes, write_notes
 from .sqlitestore import check_sqlite_file, open_store
+from .waits import bound, connect_args
 
 __all__ = [
     "HEARTBEAT_S",
@@ -76,7 +77,8 @@ def make_storage(
     an error within seconds. A trial whose heartbeat goes stale is reclaimed (`_on_stale`)."""
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("postgresql"):
-        engine_kwargs = {"connect_args": {"connect_timeout": 5}, "pool_pre_ping": True}
+        bound(url)  # a database that stops answering: seconds, and Ctrl-C, not forever
+        engine_kwargs = {"connect_args": connect_args(), "pool_pre_ping": True}
     elif url.startswith("sqlite"):
         # Several local workers share the file: wait for a lock rather than fail at 5 s.
         engine_kwargs = {"connect_args": {"timeout": 60}}

@@ -4,6 +4,7 @@ that says what to check; and `describe`, what went wrong with a store in a few w
 from __future__ import annotations
 
 from ..store.home import safe_url, scrub
+from ..store.waits import bound
 
 __all__ = ["StoreUnavailableError", "check_database", "check_server", "describe"]
 
@@ -36,6 +37,8 @@ def check_database(uri: str, timeout_s: int = 5) -> None:
     import sqlalchemy
 
     args = {"connect_timeout": timeout_s} if uri.startswith(("postgresql", "mysql")) else {}
+    if uri.startswith("postgresql"):
+        bound(uri)
     try:
         engine = sqlalchemy.create_engine(uri, connect_args=args)
         try:
@@ -47,8 +50,9 @@ def check_database(uri: str, timeout_s: int = 5) -> None:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         first = scrub(first, uri)
         raise RuntimeError(
-            f"The MLflow tracking database {safe_url(uri)} refused the connection ({first}). "
-            "Check --tracking-uri: its user, password, host and database."
+            f"The MLflow tracking database {safe_url(uri)} could not be used ({first}). "
+            "Check --tracking-uri (its user, password, host and database) and that the database "
+            "server is running and reachable."
         ) from None
 
 

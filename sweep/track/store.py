@@ -19,6 +19,7 @@ import numpy as np
 
 from ..store.home import safe_url
 from ..store.sqlitestore import open_store, sqlite_path
+from ..store.waits import bound
 from ..trial import CHARTED, Params, TrialRecord
 
 __all__ = [
@@ -83,6 +84,9 @@ def _client(tracking_uri: str, artifact_root: Path | None = None, read_only: boo
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
     from mlflow import MlflowClient  # (lazy: the import is slow)
+
+    if tracking_uri.startswith("postgresql"):
+        bound(tracking_uri)  # a database that stops answering: seconds, and Ctrl-C, not forever
 
     # MLflow logs INFO lines about schema migrations on a new store, and a database error with
     # its traceback before raising it: softsweep says what went wrong itself, once.

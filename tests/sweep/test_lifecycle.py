@@ -243,3 +243,16 @@ def test_a_lost_worker_is_a_warning_when_the_others_finish_the_study(
     assert "warning: 1 of 2 workers stopped early (killed by SIGKILL)" in err
     assert "test accuracy" in out  # the study was closed: tested, reported
     assert_finished_cleanly(home, "life", cells=8)
+
+
+def test_ctrl_c_during_a_read_command_exits_130(data_folder: Path, tmp_path: Path) -> None:
+    """Not click's "Aborted!" with exit 1: the shell's convention for a SIGINT."""
+    home = tmp_path / "home"
+    study = grid_study(tmp_path, data_folder, "redraw")
+    assert CliRunner().invoke(main, ["run", str(study), "--home", str(home)]).exit_code == 0
+    report = sweep_process("report", "redraw", "--home", str(home), pause_at="report")
+    wait_for_pause(report, "report")
+    report.send_signal(signal.SIGINT)
+    _, err = report.communicate(timeout=60)
+    assert report.returncode == 130, err
+    assert "interrupted" in err and "Aborted" not in err and "Traceback" not in err
