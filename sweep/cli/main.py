@@ -58,6 +58,11 @@ def entry() -> None:
     """
     import logging
 
+    # A stream the caller closed (`sweep run ... 2>&-`) is None in Python: the command still
+    # does its work, and what it would have said there goes nowhere, as the caller asked.
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))
     try:
         code = _main()
     except SystemExit as exc:

@@ -256,3 +256,21 @@ def test_ctrl_c_during_a_read_command_exits_130(data_folder: Path, tmp_path: Pat
     _, err = report.communicate(timeout=60)
     assert report.returncode == 130, err
     assert "interrupted" in err and "Aborted" not in err and "Traceback" not in err
+
+
+def test_closed_standard_streams_do_not_stop_a_command(data_folder: Path, tmp_path: Path) -> None:
+    """`sweep run ... 2>&-` trains and stores as usual; `sweep runs ... >&-` says nothing."""
+    home = tmp_path / "home"
+    study = grid_study(tmp_path, data_folder, "closed")
+    run = subprocess.run(
+        [sys.executable, "-m", "sweep", "run", str(study), "--home", str(home)],
+        cwd=ROOT, capture_output=False, stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: os.close(2), timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0 and "trials" in run.stdout
+    assert_finished_cleanly(home, "closed", 8)
+    runs = subprocess.run(
+        [sys.executable, "-m", "sweep", "runs", "closed", "--home", str(home)],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1), timeout=120,
+    )  # fmt: skip
+    assert runs.returncode == 0 and runs.stderr == ""

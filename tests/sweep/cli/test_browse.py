@@ -134,6 +134,12 @@ def test_run_overrides_n_trials_and_the_summary_hides_timing_unless_verbose(tmp_
     assert code == 0 and "(1 run now)" in said and "ms/trial waited" in said
 
 
+def test_runs_csv_into_a_folder_names_the_folder(home: Path, tmp_path: Path) -> None:
+    code, output = cli("runs", "tpe", "--home", str(home), "--csv", str(tmp_path))
+    assert code == 1
+    assert f"cannot write {tmp_path}: Is a directory" in output and "--home" not in output
+
+
 def test_delete_asks_then_removes_study_runs_and_report(home: Path, tmp_path: Path) -> None:
     data = write_idx_dataset(tmp_path / "blobs", n_train=200, n_test=50)
     text = spec_text("gone", data, lr="{ values = [0.1] }", reg="{ values = [0.0] }", batch="[16]")
