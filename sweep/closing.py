@@ -149,21 +149,35 @@ def close_study(
         tracker.log_reports(written.files)
         closing.report_dir = written.folder
         closing.report_notes += written.notes
+    metrics, tags = study_summary(study, closing.counts)
+    sweep_s = loop.loop_s if loop is not None else 0.0
+    tracker.finish_study(metrics, tags, sweep_s=sweep_s)
+    return closing
+
+
+def study_summary(
+    study: optuna.Study, counts: dict[Outcome, int] | None = None
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The study run's summary metrics and tags, from what the study holds (its best trial,
+    the test evaluations, why it stopped): what a closing writes, and what `sweep sync` writes
+    when a closing could not reach MLflow."""
+    counts = counts if counts is not None else count_outcomes(study)
+    best = study.best_trial if counts[Outcome.COMPLETE] else None
+    tested = test_evaluations(study.user_attrs)
+    test_accuracy = dict(tested).get(best.number) if best is not None else None
     metrics = {
-        "best_val_accuracy": closing.best_value,
-        "test_accuracy": closing.test_accuracy,
-        "test_evaluations": float(len(closing.test_evaluations)),
-        **{f"n_{o.label}": float(n) for o, n in closing.counts.items()},
+        "best_val_accuracy": best.value if best is not None else None,
+        "test_accuracy": test_accuracy,
+        "test_evaluations": float(len(tested)),
+        **{f"n_{o.label}": float(n) for o, n in counts.items()},
     }
     tags = {
-        "best_trial": str(closing.best_trial),
-        **{f"best.{k}": str(v) for k, v in (closing.best_params or {}).items()},
-        "softsweep.stopped": stopped or "reached n_trials",
-        "softsweep.test_evaluations": describe_tests(closing.test_evaluations),
+        "best_trial": str(best.number if best is not None else None),
+        **{f"best.{k}": str(v) for k, v in (best.params if best is not None else {}).items()},
+        "softsweep.stopped": study.user_attrs.get("stopped") or "reached n_trials",
+        "softsweep.test_evaluations": describe_tests(tested),
     }
-    sweep_s = loop.loop_s if loop is not None else 0.0
-    tracker.finish_study({k: v for k, v in metrics.items() if v is not None}, tags, sweep_s=sweep_s)
-    return closing
+    return {k: v for k, v in metrics.items() if v is not None}, tags
 
 
 def describe_tests(tested: list[tuple[int, float]]) -> str:

@@ -179,9 +179,10 @@ def sync(study: str, home: Path | None, storage: str | None, tracking_uri: str |
 
     where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
     done = sync_study(study, where)
+    ended = f"; the study's run ended now as {done.study_run}" if done.study_run_ended else ""
     click.echo(
         f"study {study!r}: {len(done.run_ids)} trial runs in MLflow; {done.created} made and "
-        f"{done.completed} completed now from Optuna."
+        f"{done.completed} completed now from Optuna{ended}."
     )
 
 

@@ -40,6 +40,8 @@ class SyncResult:
     created: int = 0  # runs made for trials that had none
     completed: int = 0  # runs that were RUNNING or had no metrics
     run_ids: dict[int, str] = field(default_factory=dict)  # every synced trial's run
+    study_run: str = ""  # the study run's status after the sync, and whether the sync ended it
+    study_run_ended: bool = False
 
 
 def EXPERIMENT_TAGS(study_name: str) -> dict[str, str]:  # noqa: N802 (a constant's table)
@@ -415,6 +417,21 @@ class MlflowStore:
         )
         end = min(now, run.info.start_time + int(total * 1000)) if total else now
         self.client.set_terminated(parent_id, status, end_time=end)
+
+    def close_study_run(
+        self, study_name: str, status: str, metrics: Mapping[str, float], tags: Mapping[str, str]
+    ) -> tuple[str, bool]:
+        """End the study's run with `status` and its summary if it is still RUNNING (its
+        sweep's closing could not reach MLflow): the run's status after the call ("" if the
+        study has no run), and whether this call ended it."""
+        parent = self.find_study_run(study_name)
+        if parent is None:
+            return "", False
+        now = str(self.client.get_run(parent).info.status)
+        if now != "RUNNING":
+            return now, False
+        self.finish_study(parent, metrics, tags, status)
+        return status, True
 
     def end_study(self, parent_id: str, status: str) -> None:
         self.client.set_terminated(parent_id, status)

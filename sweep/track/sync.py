@@ -5,15 +5,17 @@ per-epoch `trial.History`. `records` turns a study's finished trials into the `T
 runs should hold, and `Tracker.sync` writes what is missing: a run for a trial that has none, the
 metrics and status of a run left RUNNING (its process died between the tell and the write, or the
 tracking server was down). It runs at the start and the end of every `sweep run` / `sweep
-worker`, and as `sweep sync STUDY`.
+worker`, and as `sweep sync STUDY`, which also ends the study's own run (with its summary) when
+no sweep is on the study.
 """
 
 from __future__ import annotations
 
 import optuna
 
+from ..closing import study_summary
 from ..store.home import Home
-from ..store.study import load_study
+from ..store.study import load_study, progress, stored_spec
 from ..trial import TrialRecord, record_of
 from .store import SyncResult
 from .tracker import Tracker
@@ -30,10 +32,24 @@ def records(study: optuna.Study) -> list[TrialRecord]:
 def sync_study(study_name: str, home: Home) -> SyncResult:
     """`sweep sync`: make the study's MLflow runs agree with its Optuna trials."""
     stored = load_study(study_name, home)
+    spec = stored_spec(stored, home.storage)
     tracker = Tracker(home.tracking_uri, study_name, artifact_root=home.artifact_root)
     try:
-        tracker.find_study_run(study_name)
+        if tracker.find_study_run(study_name) is None:  # (a new or emptied MLflow store)
+            tracker.start_study(study_name, spec.as_params(), spec.text)
         done = tracker.sync(study_name, records(stored))
+        now = progress(stored, spec.grid_size is not None)
+        if done is not None and not now.running:  # no sweep is on it: its run ends too
+            metrics, tags = study_summary(stored)
+            status = "FINISHED"
+            if now.done < spec.target and not stored.user_attrs.get("stopped"):
+                status = "KILLED"
+                tags["softsweep.stopped"] = (
+                    f"stopped with {now.done} of {spec.target} trials done; `sweep run` with its "
+                    "study file resumes it"
+                )
+            ended = tracker.close_study_run(study_name, status, metrics, tags)
+            done.study_run, done.study_run_ended = ended
     finally:
         tracker.close()
     if done is None:

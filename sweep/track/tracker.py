@@ -227,6 +227,13 @@ class Tracker:
             args = (parent, dict(metrics), dict(tags), status, sweep_s)
             self._try("study run", MlflowStore.finish_study, *args)
 
+    def close_study_run(
+        self, study_name: str, status: str, metrics: Mapping[str, float], tags: Mapping[str, str]
+    ) -> tuple[str, bool]:
+        """`MlflowStore.close_study_run`, waited for."""
+        args = (study_name, status, dict(metrics), dict(tags))
+        return self._ask(MlflowStore.close_study_run, *args)  # type: ignore[no-any-return]
+
     def end_study(self, status: str, timeout: float | None = None) -> None:
         """Best effort, while the sweep stops: the study's run ends with `status`."""
         try:

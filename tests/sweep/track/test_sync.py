@@ -11,9 +11,11 @@ from optuna.distributions import CategoricalDistribution
 from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState
 
-from sweep.track.sync import records
+from sweep.store.home import Home
+from sweep.track.sync import records, sync_study
 from sweep.track.tracker import Tracker
 from sweep.trial import HISTORY_ATTR, History, Outcome, tell
+from tests.helpers import run_spec, spec_text, write_idx_dataset
 
 EPOCH = {"train_loss": 0.5, "train_accuracy": 0.8, "val_accuracy": 0.75, "epoch_time_s": 0.25}
 SPACE = {
@@ -61,3 +63,38 @@ def test_a_sync_writes_each_run_once_and_a_second_one_changes_nothing(tmp_path: 
     statuses = {n: client.get_run(r).info.status for n, r in first.run_ids.items()}
     assert statuses == {0: "FINISHED", 1: "KILLED", 2: "FAILED"}
     assert study.get_trials()[4].state == TrialState.RUNNING  # (untouched)
+
+
+def test_sync_into_an_empty_store_rebuilds_the_study_run_and_ends_it(tmp_path: Path) -> None:
+    """The closing could not reach MLflow (or the store was emptied): the study's run is made
+    again, with its summary, and ends as the study did."""
+    data = write_idx_dataset(tmp_path / "data", n_train=300, n_test=100)
+    run_spec(spec_text("s", data, lr="{ values = [0.1, 1.0] }", batch="[16]"), tmp_path / "home")
+    stored = Home.resolve(tmp_path / "home")
+    elsewhere = Home(stored.folder, stored.storage, f"sqlite:///{tmp_path / 'other.db'}")
+    done = sync_study("s", elsewhere)
+    assert (done.created, done.study_run, done.study_run_ended) == (4, "FINISHED", True)
+    client = MlflowClient(tracking_uri=elsewhere.tracking_uri)
+    experiment = client.get_experiment_by_name("s")
+    (study_run,) = client.search_runs([experiment.experiment_id], "tags.`softsweep.role` = 'study'")
+    best = optuna.load_study(study_name="s", storage=stored.storage).best_trial
+    assert study_run.info.status == "FINISHED"
+    assert study_run.data.metrics["best_val_accuracy"] == best.value
+    assert study_run.data.metrics["n_complete"] == 4
+    assert study_run.data.tags["best_trial"] == str(best.number)
+    again = sync_study("s", elsewhere)  # a second sync changes nothing
+    assert (again.created, again.completed, again.study_run_ended) == (0, 0, False)
+
+
+def test_sync_leaves_the_study_run_of_a_study_a_sweep_is_on(tmp_path: Path) -> None:
+    data = write_idx_dataset(tmp_path / "data", n_train=300, n_test=100)
+    run_spec(spec_text("s", data, lr="{ values = [0.1, 1.0] }", batch="[16]"), tmp_path / "home")
+    stored = Home.resolve(tmp_path / "home")
+    optuna.load_study(study_name="s", storage=stored.storage).ask()  # a trial RUNNING
+    elsewhere = Home(stored.folder, stored.storage, f"sqlite:///{tmp_path / 'other.db'}")
+    done = sync_study("s", elsewhere)
+    assert (done.study_run, done.study_run_ended) == ("", False)
+    client = MlflowClient(tracking_uri=elsewhere.tracking_uri)
+    experiment = client.get_experiment_by_name("s")
+    (study_run,) = client.search_runs([experiment.experiment_id], "tags.`softsweep.role` = 'study'")
+    assert study_run.info.status == "RUNNING"
