@@ -154,6 +154,15 @@ class MlflowStore:
         from mlflow.exceptions import MlflowException
 
         found = self.client.get_experiment_by_name(experiment)
+        if found is not None and found.lifecycle_stage == "deleted":
+            raise RuntimeError(
+                f"The MLflow experiment {experiment!r} (id {found.experiment_id}) is in MLflow's "
+                f"trash at {safe_url(self.tracking_uri)}: it was deleted, in the UI or by a "
+                "client, and MLflow writes nothing to it and makes no other of that name. "
+                f"Restore it (`mlflow experiments restore --experiment-id "
+                f"{found.experiment_id}` with MLFLOW_TRACKING_URI set to the store, or the UI's "
+                "trash) and run the command again; `sweep sync` then rebuilds its runs."
+            )
         if found is not None:
             if create and "mlflow.experimentKind" not in found.tags:  # made by an older softsweep
                 for key, value in EXPERIMENT_TAGS(experiment).items():

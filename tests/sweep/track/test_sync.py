@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import pytest
 from mlflow import MlflowClient
 from optuna.distributions import CategoricalDistribution
 from optuna.storages import InMemoryStorage
@@ -98,3 +99,13 @@ def test_sync_leaves_the_study_run_of_a_study_a_sweep_is_on(tmp_path: Path) -> N
     experiment = client.get_experiment_by_name("s")
     (study_run,) = client.search_runs([experiment.experiment_id], "tags.`softsweep.role` = 'study'")
     assert study_run.info.status == "RUNNING"
+
+
+def test_sync_on_an_experiment_in_mlflows_trash_says_how_to_restore_it(tmp_path: Path) -> None:
+    data = write_idx_dataset(tmp_path / "data", n_train=300, n_test=100)
+    run_spec(spec_text("s", data, lr="{ values = [0.1, 1.0] }", batch="[16]"), tmp_path / "home")
+    home = Home.resolve(tmp_path / "home")
+    client = MlflowClient(tracking_uri=home.tracking_uri)
+    client.delete_experiment(client.get_experiment_by_name("s").experiment_id)
+    with pytest.raises(RuntimeError, match=r"in MLflow's trash .* mlflow experiments restore"):
+        sync_study("s", home)
