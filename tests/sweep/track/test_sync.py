@@ -107,5 +107,7 @@ def test_sync_on_an_experiment_in_mlflows_trash_says_how_to_restore_it(tmp_path:
     home = Home.resolve(tmp_path / "home")
     client = MlflowClient(tracking_uri=home.tracking_uri)
     client.delete_experiment(client.get_experiment_by_name("s").experiment_id)
-    with pytest.raises(RuntimeError, match=r"in MLflow.s trash .*`mlflow experiments restore --experiment-id 1`"):
+    with pytest.raises(
+        RuntimeError, match=r"in MLflow.s trash .*`mlflow experiments restore --experiment-id 1`"
+    ):
         sync_study("s", home)
