@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -11,12 +15,20 @@ from datetime import datetime
 
 import optuna
 
-from .store.home import Home
+from .store.home import Home, owner_alive
 from .store.sqlitestore import sqlite_path
 from .store.study import load_study
 from .track.store import writer
+from .trial import OWNER_ATTR
 
-__all__ = ["Deletion", "StudySummary", "delete_study", "plan_deletion", "study_summaries"]
+__all__ = [
+    "Deletion",
+    "StudySummary",
+    "delete_study",
+    "plan_deletion",
+    "stop_sweeps",
+    "study_summaries",
+]
 
 
 @dataclass(frozen=True)
@@ -57,8 +69,21 @@ class Deletion:
 
     study: str
     trials: int
-    running: int  # trials RUNNING now: a sweep may still be working on the study
+    running: int  # trials RUNNING now
     report: str | None  # the report folder, if there is one
+    live: tuple[str, ...] = ()  # processes ('host:pid') sweeping it now, or that may be
+
+    def refusal(self) -> str:
+        """Why the study is not deleted while sweeps are on it, and what to do."""
+        here = [name for name in self.live if name.rpartition(":")[0] == socket.gethostname()]
+        stop = (f"stop it first (Ctrl-C in its terminal, or `kill {here[0].rpartition(':')[2]}`)"
+                if len(self.live) == 1 and here else "stop them first")  # fmt: skip
+        return (
+            f"study {self.study!r} has {self.running} trials RUNNING in "
+            f"{', '.join(self.live)}, which {'is' if len(self.live) == 1 else 'may be'} sweeping "
+            f"it now; nothing was deleted. {stop[0].upper()}{stop[1:]} and delete again, or pass "
+            "--force to stop the sweeps on this machine (SIGTERM: they end their runs) and delete."
+        )
 
     def describe(self) -> str:
         lines = [
@@ -67,23 +92,47 @@ class Deletion:
         ]
         if self.report:
             lines.append(f"its report folder {self.report}")
-        if self.running:
-            lines.append(
-                f"WARNING: {self.running} trials are RUNNING: a sweep may still be working on it"
-            )
+        if self.running and not self.live:
+            lines.append(f"{self.running} trials RUNNING, of processes that are gone")
         return "\n".join(f"  {line}" for line in lines)
 
 
 def plan_deletion(study_name: str, home: Home) -> Deletion:
     """What deleting the study would remove (raises the usual error for an unknown study)."""
     trials = load_study(study_name, home).get_trials(deepcopy=False)
+    running = [t for t in trials if t.state.name == "RUNNING"]
+    owners = {str(t.user_attrs.get(OWNER_ATTR, "a process")) for t in running}
     report = home.report_dir(study_name)
     return Deletion(
         study=study_name,
         trials=len(trials),
-        running=sum(t.state.name == "RUNNING" for t in trials),
+        running=len(running),
         report=str(report) if report.is_dir() else None,
+        live=tuple(sorted(n for n in owners if owner_alive(home.owners, n) is not False)),
     )
+
+
+def stop_sweeps(plan: Deletion, home: Home, wait_s: float = 60.0) -> list[str]:
+    """SIGTERM the live sweeps of `plan` that hold their lock in this home and wait (up to
+    `wait_s`) until each has let go of it; returns the others (another machine or home), which
+    cannot be stopped from here."""
+    elsewhere = []
+    for name in plan.live:
+        pid = name.rpartition(":")[2]
+        if owner_alive(home.owners, name) is not True:  # not a process locked in this home
+            elsewhere.append(name)
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGTERM)
+        deadline = time.monotonic() + wait_s
+        while owner_alive(home.owners, name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if owner_alive(home.owners, name):
+            raise RuntimeError(
+                f"{name} did not stop within {wait_s:g} s of SIGTERM; nothing was deleted. "
+                f"Stop it (`kill -9 {pid}`) and delete again."
+            )
+    return elsewhere
 
 
 def delete_study(plan: Deletion, home: Home) -> int:

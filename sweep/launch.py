@@ -226,6 +226,12 @@ def run_study(
                     "KILLED" if isinstance(exc, Interrupted) else "FAILED", timeout=10
                 )
             tracker.abandon()
+            if isinstance(exc, KeyError) and "does not exist" in str(exc):
+                raise RuntimeError(
+                    f"The study {spec.name!r} is gone from {home.shown_storage}: it was deleted "
+                    "while this sweep ran (`sweep delete --force`, or a script). This sweep "
+                    "stopped; `sweep run` with the study file would start it afresh."
+                ) from None
             if isinstance(exc, StorageInternalError):  # the database went away, or its disk is full
                 raise RuntimeError(
                     f"The Optuna storage failed ({describe(exc.__cause__ or exc)}). Nothing "

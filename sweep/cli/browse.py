@@ -217,17 +217,30 @@ def studies(home: Path | None, storage: str | None, tracking_uri: str | None) ->
 @click.argument("study")
 @stores
 @click.option("--yes", is_flag=True, help="Do not ask.")
+@click.option(
+    "--force", is_flag=True, help="Stop the sweeps on the study first (on this machine: SIGTERM)."
+)
 @friendly_errors
 def delete(
-    study: str, home: Path | None, storage: str | None, tracking_uri: str | None, yes: bool
+    study: str,
+    home: Path | None,
+    storage: str | None,
+    tracking_uri: str | None,
+    yes: bool,
+    force: bool,
 ) -> None:
-    """Delete STUDY: its Optuna study, MLflow runs and report."""
-    from ..admin import delete_study, plan_deletion
+    """Delete STUDY: its Optuna study, MLflow runs and report. A study that a sweep is working
+    on is not deleted unless --force, which stops that sweep first."""
+    from ..admin import delete_study, plan_deletion, stop_sweeps
     from ..store.home import Home
 
     where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
     plan = plan_deletion(study, where)
+    if plan.live and not force:
+        fail(plan.refusal(), EXIT_FAILURE)
     click.echo(f"This deletes:\n{plan.describe()}")
+    if plan.live:
+        click.echo(f"  and first stops the sweeps on it: {', '.join(plan.live)}")
     if not yes:
         try:
             sure = click.confirm("Delete it?", default=False)
@@ -240,5 +253,9 @@ def delete(
         if not sure:
             click.echo("nothing deleted.")
             sys.exit(EXIT_FAILURE)
+    if plan.live:
+        for name in stop_sweeps(plan, where):
+            click.echo(f"warning: {name} is on another machine and was not stopped.", err=True)
+        plan = plan_deletion(study, where)
     runs = delete_study(plan, where)
     click.echo(f"deleted study {study!r} ({plan.trials} trials, {runs} MLflow runs).")

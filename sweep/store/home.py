@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .waits import bound
 
-__all__ = ["Home", "Owner", "passwords", "safe_url", "scrub"]
+__all__ = ["Home", "Owner", "owner_alive", "passwords", "safe_url", "scrub"]
 
 
 def safe_url(url: str) -> str:
@@ -164,20 +164,24 @@ class Owner:
             self._file.close()
 
     def alive(self, name: str) -> bool | None:
-        """Whether the process `name` ('host:pid') is alive; None when this cannot be told
-        from here (another machine, or a process that did not lock in this home)."""
-        host, _, _ = name.rpartition(":")
-        if name == self.name:
-            return True
-        path = _lock_path(self.folder, name)
-        if host != socket.gethostname() or not path.exists():
-            return None
-        return not _free(path)
+        """Whether the process `name` ('host:pid') is alive (see `owner_alive`)."""
+        return True if name == self.name else owner_alive(self.folder, name)
 
     def others_alive(self) -> bool:
         """Whether any other process holds a lock in this home."""
         mine = _lock_path(self.folder, self.name)
         return any(p != mine and not _free(p) for p in self.folder.glob("*.lock"))
+
+
+def owner_alive(owners: Path, name: str) -> bool | None:
+    """Whether the process `name` ('host:pid') that locked in the home's `owners` folder is
+    alive; None when this cannot be told from here (another machine, or a process that did
+    not lock in this home)."""
+    host, _, _ = name.rpartition(":")
+    path = _lock_path(owners, name)
+    if host != socket.gethostname() or not path.exists():
+        return None
+    return not _free(path)
 
 
 def _lock_path(folder: Path, name: str) -> Path:

@@ -46,10 +46,12 @@ def grid_study(tmp_path: Path, data_folder: Path, name: str = "life", **options:
     return path
 
 
-def sweep_process(*args: str, pause_at: str | None = None) -> subprocess.Popen[str]:
+def sweep_process(
+    *args: str, pause_at: str | None = None, pause_s: float = 60
+) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "SOFTSWEEP_PAUSE_AT"}
     if pause_at:
-        env["SOFTSWEEP_PAUSE_AT"] = pause_at
+        env["SOFTSWEEP_PAUSE_AT"], env["SOFTSWEEP_PAUSE_S"] = pause_at, str(pause_s)
     return subprocess.Popen(
         [sys.executable, "-m", "sweep", *args],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -274,3 +276,46 @@ def test_closed_standard_streams_do_not_stop_a_command(data_folder: Path, tmp_pa
         cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.close(1), timeout=120,
     )  # fmt: skip
     assert runs.returncode == 0 and runs.stderr == ""
+
+
+def test_delete_refuses_a_study_a_sweep_is_on_and_force_stops_it_first(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    study = grid_study(tmp_path, data_folder, "busy")
+    sweep = sweep_process("run", str(study), "--home", str(home), pause_at="training")
+    try:
+        wait_for_pause(sweep, "training")
+        refused = CliRunner().invoke(main, ["delete", "busy", "--home", str(home), "--yes"])
+        assert refused.exit_code == 1
+        assert f"trials RUNNING in {os.uname().nodename}:{sweep.pid}" in refused.output
+        assert f"`kill {sweep.pid}`" in refused.output and "--force" in refused.output
+        assert sweep.poll() is None  # untouched, and so is the study
+        forced = CliRunner().invoke(
+            main, ["delete", "busy", "--home", str(home), "--yes", "--force"]
+        )
+        assert forced.exit_code == 0, forced.output
+        assert sweep.wait(timeout=60) == 143  # stopped by SIGTERM, its runs ended
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    storage = f"sqlite:///{home / 'optuna.db'}"
+    assert "busy" not in [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    trashed = [e for e in client.search_experiments(view_type=3) if e.name.startswith("busy")]
+    runs = client.search_runs([trashed[0].experiment_id], run_view_type=3)
+    assert runs and "RUNNING" not in {r.info.status for r in runs}
+
+
+def test_a_sweep_whose_study_is_deleted_under_it_stops_with_one_paragraph(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    """Deleted from elsewhere (another machine's `sweep delete --force`, a script)."""
+    home = tmp_path / "home"
+    study = grid_study(tmp_path, data_folder, "vanished")
+    sweep = sweep_process("run", str(study), "--home", str(home), pause_at="training", pause_s=3)
+    wait_for_pause(sweep, "training")
+    optuna.delete_study(study_name="vanished", storage=f"sqlite:///{home / 'optuna.db'}")
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 1, err
+    assert "The study 'vanished' is gone" in err and "Traceback" not in err
