@@ -254,6 +254,7 @@ def prepare_study(spec: StudySpec, home: Home) -> int:
     without training: the one-shot step before workers start (`sweep create`). Returns the
     number of cells queued. Safe to repeat."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    load_data(spec)  # data that `sweep run` would refuse (a val_size past it) is refused now
     tracker = Tracker(home.tracking_uri, spec.name, artifact_root=home.artifact_root)
     try:
         study, storage = open_study(spec, home)

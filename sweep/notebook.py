@@ -12,12 +12,10 @@ from typing import Any
 
 from .launch import StudyResult, run_study
 from .signals import Interrupted
-from .spec import StudySpec, load_spec
+from .spec import StudySpec, load_spec, with_overrides
 from .store.home import Home
 
 __all__ = ["SweepResult", "run"]
-
-_NOT_OVERRIDABLE = {"name", "source", "text"}
 
 
 @dataclasses.dataclass
@@ -104,15 +102,7 @@ def run(
     Ctrl-C (KeyboardInterrupt) stops the trials in flight; running it again resumes.
     """
     spec = study if isinstance(study, StudySpec) else load_spec(study)
-    fields = {f.name for f in dataclasses.fields(StudySpec)} - _NOT_OVERRIDABLE
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise TypeError(
-            f"sweep.run() got unknown settings {', '.join(unknown)}; the settings are "
-            f"{', '.join(sorted(fields))}."
-        )
-    if overrides:
-        spec = dataclasses.replace(spec, **overrides)
+    spec = with_overrides(spec, overrides, "sweep.run()")
     bar: list[Any] = []
     epochs = spec.epochs
 

@@ -5,6 +5,7 @@ Every error names the file, the key, the bad value and what is allowed, in one p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import tomllib
@@ -16,6 +17,7 @@ from engine.schedule import KINDS, Schedule
 
 __all__ = [
     "IDENTITY_KEYS",
+    "OVERRIDABLE",
     "PARAMS",
     "PRUNERS",
     "SAMPLERS",
@@ -24,6 +26,7 @@ __all__ = [
     "identity_differences",
     "load_spec",
     "parse_spec",
+    "with_overrides",
 ]
 
 # The searched parameters, under the one name each has everywhere: Optuna params, MLflow params,
@@ -307,13 +310,47 @@ class _Reader:
 
 def parse_spec(text: str, source: str = "<string>") -> StudySpec:
     """Parse and validate the TOML text of a study file."""
-    r = _Reader(source)
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(
             f"{source}: not valid TOML ({exc}). Fix the syntax at that place."
         ) from None
+    return _validate(doc, source, text)
+
+
+OVERRIDABLE = {key: section for section, keys in _SECTIONS.items() for key in keys}
+del OVERRIDABLE["name"]  # a study's name is its identity: another name is another study
+
+
+def with_overrides(spec: StudySpec, overrides: dict[str, Any], given_as: str) -> StudySpec:
+    """`spec` with some of its settings replaced (`sweep run --n-trials`, `sweep.run(epochs=5)`),
+    validated as if they were written in the study file, with the file's messages. `given_as`
+    says where they came from ('sweep.run()', 'the command line')."""
+    unknown = sorted(set(overrides) - set(OVERRIDABLE))
+    if unknown:  # (a TypeError, as for any unknown keyword argument)
+        raise TypeError(
+            f"{given_as} got unknown settings {', '.join(unknown)}; the settings are "
+            f"{', '.join(sorted(OVERRIDABLE))}."
+        )
+    if not overrides:
+        return spec
+    doc = tomllib.loads(spec.text) if spec.text else {}
+    for key, value in overrides.items():
+        if isinstance(value, ParamRange):
+            fields = {"low": value.low, "high": value.high, "log": value.log}
+            value = {"values": list(value.values)} if value.values is not None else fields
+        elif isinstance(value, tuple):
+            value = list(value)
+        doc.setdefault(OVERRIDABLE[key], {})[key] = value
+    shown = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    return dataclasses.replace(
+        _validate(doc, f"{spec.source} with {shown} ({given_as})", spec.text), source=spec.source
+    )
+
+
+def _validate(doc: dict[str, Any], source: str, text: str) -> StudySpec:
+    r = _Reader(source)
     for section in doc:
         if section not in _SECTIONS:
             raise r.fail(

@@ -157,13 +157,12 @@ def _sweep(
     overrides: dict[str, Any] | None = None,
     verbose: bool = False,
 ) -> None:
-    import dataclasses
 
     from tqdm import tqdm
 
     from ..launch import run_study
     from ..signals import Interrupted
-    from ..spec import load_spec
+    from ..spec import load_spec, with_overrides
     from ..store.home import Home
     from ..store.study import HEARTBEAT_S
     from ..workers import die_with_parent
@@ -171,7 +170,7 @@ def _sweep(
     die_with_parent()  # a worker started by `sweep run --workers N` stops with it
     spec = load_spec(study_file)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    spec = dataclasses.replace(spec, **given) if given else spec
+    spec = with_overrides(spec, given, "the command line")
     where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri)
     bar: list[Any] = []
     per_trial = spec.epochs

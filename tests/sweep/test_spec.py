@@ -4,7 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from sweep.spec import identity_differences, load_spec, parse_spec
+from sweep.spec import (
+    ParamRange,
+    SpecError,
+    identity_differences,
+    load_spec,
+    parse_spec,
+    with_overrides,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -267,3 +274,37 @@ def test_a_seed_outside_numpys_range_is_refused_in_the_file(seed: int) -> None:
     text = VALID.replace("seed = 3", f"seed = {seed}")
     with pytest.raises(ValueError, match=r"\[study\] seed must be an integer from 0 to 4294967295"):
         parse_spec(text, "s.toml")
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ({"side_by_side": 0}, r"\[train\] side_by_side must be an integer >= 1"),
+        ({"n_trials": -1}, r"\[study\] n_trials must be an integer >= 1"),
+        ({"n_trials": "5"}, r"\[study\] n_trials must be .*, got '5'"),
+        ({"timeout_s": float("nan")}, r"\[study\] timeout_s must be a number of seconds > 0"),
+        ({"timeout_s": float("inf")}, r"\[study\] timeout_s must be a number of seconds > 0"),
+        ({"timeout_s": -5}, r"\[study\] timeout_s must be a number of seconds > 0"),
+        ({"epochs": 0}, r"\[train\] epochs must be an integer >= 1"),
+        ({"batch_size": [0]}, r"\[space\] batch_size must be a list of integers >= 1"),
+        ({"learning_rate": 5}, r"\[space\] learning_rate must be \{ low = \.\.\."),
+        ({"seed": "x"}, r"\[study\] seed must be an integer from 0"),
+        ({"sampler": "nope"}, r"\[study\] sampler must be one of grid"),
+    ],
+)
+def test_overrides_are_validated_as_the_file_is(override: dict, match: str) -> None:
+    spec = parse_spec(VALID, "s.toml")
+    (key,) = override
+    with pytest.raises(SpecError, match=rf"^s\.toml with {key}=.* \(sweep\.run\(\)\): {match}"):
+        with_overrides(spec, override, "sweep.run()")
+
+
+def test_overrides_replace_the_files_settings_and_keep_its_text() -> None:
+    spec = parse_spec(VALID, "s.toml")
+    lr = ParamRange(values=(0.1, 0.3))
+    changed = with_overrides(spec, {"n_trials": 3, "batch_size": (32,), "learning_rate": lr}, "x")
+    assert (changed.n_trials, changed.batch_size, changed.learning_rate) == (3, (32,), lr)
+    assert changed.text == spec.text and changed.source == "s.toml"
+    assert with_overrides(spec, {}, "x") is spec
+    with pytest.raises(TypeError, match=r"^x got unknown settings name, trials; the settings"):
+        with_overrides(spec, {"trials": 3, "name": "other"}, "x")

@@ -61,3 +61,14 @@ def test_runs_of_a_study_with_no_trials_says_so(tmp_path: Path) -> None:
     assert "study 'empty' has no trials yet" in result.output
     assert "Empty DataFrame" not in result.output
     assert not (home / "mlflow.db").exists()  # reading made no MLflow store
+
+
+def test_create_refuses_a_validation_split_larger_than_the_data(tmp_path: Path) -> None:
+    """As `sweep run` would, before a study exists."""
+    data = write_idx_dataset(tmp_path / "data", n_train=300, n_test=100)
+    study = tmp_path / "big.toml"
+    study.write_text(spec_text("big", data).replace("val_size = 80", "val_size = 5000"))
+    result = CliRunner().invoke(main, ["create", str(study), "--home", str(tmp_path / "h")])
+    assert result.exit_code == 2
+    assert "val_size must be between 1 and 299" in result.output
+    assert not (tmp_path / "h" / "optuna.db").exists()
