@@ -63,13 +63,35 @@ def scrub(text: str, *urls: str | None) -> str:
     return text
 
 
-@dataclass(frozen=True)
+def _check_userinfo(url: str, option: str) -> None:
+    """A password holding an un-encoded '@' splits the URL at the wrong place, and the driver's
+    error then quotes the rest of it: refuse it before anything connects, without showing it."""
+    scheme, sep, rest = url.partition("://")
+    netloc = rest.split("/", 1)[0]
+    if sep and netloc.count("@") > 1:
+        raise ValueError(
+            f"{option} ({scheme}://...) has more than one '@' before its host: a user name or "
+            "password that holds '@' (or ':', '/', '%') must be URL-encoded, '@' as %40, for "
+            "example with python -c \"import urllib.parse; print(urllib.parse.quote('PASSWORD', "
+            "safe=''))\". The URL is not shown here because it holds a password."
+        )
+
+
+@dataclass(frozen=True, repr=False)
 class Home:
     folder: Path
     storage: str  # Optuna storage URL
     tracking_uri: str  # MLflow tracking URI
 
+    def __repr__(self) -> str:  # (a notebook shows it: no password in it)
+        return (
+            f"Home(folder={str(self.folder)!r}, storage={self.shown_storage!r}, "
+            f"tracking_uri={self.shown_tracking_uri!r})"
+        )
+
     def __post_init__(self) -> None:
+        _check_userinfo(self.storage, "--storage")
+        _check_userinfo(self.tracking_uri, "--tracking-uri")
         for url in (self.storage, self.tracking_uri):
             if url.startswith("postgresql"):
                 bound(url)  # a database that stops answering: seconds, and Ctrl-C, not forever

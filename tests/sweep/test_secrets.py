@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+import sweep
 from tests.helpers import spec_text, write_idx_dataset
 from tests.servers import postgres
 
@@ -83,6 +84,9 @@ def test_the_database_password_appears_nowhere(tmp_path: Path) -> None:
                 if artifact.path.endswith((".html", ".json", ".toml")):
                     local = client.download_artifacts(run.info.run_id, artifact.path, tmp_path)
                     outputs[artifact.path] = Path(local).read_text()
+        # What a notebook shows of a run's result (the study is done: a resume that only reads).
+        result = sweep.run(path, home=home, storage=storage, progress=False)
+        outputs["sweep.run()"] = repr(result) + repr(result.outcome) + result._repr_html_()
         # An error that quotes the storage: the same mask.
         bad = storage.replace(f":{pg['optuna'].split(':')[-1].split('/')[0]}/", ":9/")
         failed = subprocess.run(
@@ -94,4 +98,4 @@ def test_the_database_password_appears_nowhere(tmp_path: Path) -> None:
         outputs["error"] = failed.stdout + failed.stderr
     leaks = [where for where, text in outputs.items() if SECRET in text]
     assert leaks == [], f"the password shows in: {leaks}"
-    assert len(outputs) > 8  # the terminal, the report files, every run, their artifacts
+    assert len(outputs) > 9  # the terminal, the report files, every run, their artifacts

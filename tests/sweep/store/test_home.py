@@ -62,3 +62,20 @@ def test_passwords_are_masked_in_urls_and_in_any_text_that_quotes_them() -> None
     said = 'connection to "user:p@ss@db" failed; url user:p%40ss@db'
     assert scrub(said, url) == 'connection to "user:***@db" failed; url user:***@db'
     assert scrub("nothing to hide", None, "sqlite:///x") == "nothing to hide"
+
+
+def test_a_home_shows_its_urls_masked(tmp_path: Path) -> None:
+    home = Home.resolve(tmp_path, storage="postgresql+psycopg2://u:s3cret@db/optuna",
+                        tracking_uri="http://me:t0ken@mlflow:5000")  # fmt: skip
+    assert "s3cret" not in repr(home) and "t0ken" not in repr(home)
+    assert "postgresql+psycopg2://u:***@db/optuna" in repr(home)
+
+
+@pytest.mark.parametrize("option", ["storage", "tracking_uri"])
+def test_an_unencoded_at_in_a_password_is_refused_without_showing_it(
+    tmp_path: Path, option: str
+) -> None:
+    url = "postgresql+psycopg2://u:pa@ss-w0rd@db/optuna"
+    with pytest.raises(ValueError, match=r"more than one '@' before its host.*%40") as raised:
+        Home.resolve(tmp_path, **{option: url})
+    assert "ss-w0rd" not in str(raised.value) and "pa@" not in str(raised.value)
