@@ -12,11 +12,21 @@ __all__ = ["StoreUnavailableError", "check_database", "check_server", "describe"
 def check_server(uri: str, timeout_s: float = 5.0) -> None:
     """An MLflow server that does not answer /health: a clear error now, not minutes of
     retries later."""
+    import base64
     import urllib.error
     import urllib.request
+    from urllib.parse import unquote, urlsplit, urlunsplit
 
+    # urllib does not take credentials in the URL (http://user:password@host): MLflow's client
+    # sends them as HTTP basic auth, and so does the probe.
+    parts = urlsplit(uri)
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    request = urllib.request.Request(f"{bare.rstrip('/')}/health")
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as reply:
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
             if reply.status == 200:
                 return
             problem = f"HTTP {reply.status}"

@@ -324,6 +324,21 @@ def test_workers_opening_a_new_home_together_each_find_its_stores(
     assert [e.name for e in experiments if e.name != "Default"] == ["together"]
 
 
+def test_a_tracking_uri_with_credentials_is_accepted_and_masked(
+    servers: tuple[str, str], data_folder: Path, tmp_path: Path
+) -> None:
+    """http://user:password@host:port, as MLflow's client takes it (HTTP basic auth)."""
+    _, tracking = servers
+    with_login = tracking.replace("http://", "http://me:pa55word@")
+    path = study_file(tmp_path, "login", spec_text("login", data_folder, n_trials=4))
+    result = CliRunner().invoke(
+        main, ["run", str(path), "--home", str(tmp_path / "h"), "--tracking-uri", with_login]
+    )
+    assert result.exit_code == 0, result.output
+    assert "me:***@127.0.0.1" in result.output and "pa55word" not in result.output
+    assert len(trial_runs(tracking, "login")) == 4
+
+
 def test_an_unreachable_tracking_server_fails_fast_before_training(
     data_folder: Path, tmp_path: Path
 ) -> None:
