@@ -18,10 +18,11 @@ storage; every other storage call is made on the caller's (main) thread.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -144,6 +145,32 @@ def _storage_error(url: str, exc: Exception) -> RuntimeError:
     )
 
 
+_CREATING_KEY = int.from_bytes(b"softswp1", "big") & (2**63 - 1)  # the advisory lock's id
+
+
+@contextlib.contextmanager
+def _creating(url: str) -> Iterator[None]:
+    """One process at a time creates Optuna's tables and the study. Workers started together on
+    a new PostgreSQL database otherwise race in CREATE TABLE and all but one fail
+    (UniqueViolation on pg_type); there a session-level advisory lock, held on a connection of
+    its own, orders them. SQLite stores are made under their file lock (`open_store`)."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args(), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            lock = sqlalchemy.text("SELECT pg_advisory_lock(:key)")
+            connection.execute(lock, {"key": _CREATING_KEY})
+            connection.commit()  # (the lock is the session's, not the transaction's)
+            yield
+    finally:
+        engine.dispose()  # closing the session releases the lock
+
+
 def open_study(
     spec: StudySpec,
     home: Home,
@@ -154,15 +181,16 @@ def open_study(
     """Create the study, or join it (any number of workers may do this at once). A study that
     exists with other settings (`StudySpec.identity`) is refused before anything is written."""
     try:
-        storage = make_storage(home.storage, spec, heartbeat_s=heartbeat_s, close_run=close_run)
-        study = optuna.create_study(
-            study_name=spec.name,
-            storage=storage,
-            sampler=make_sampler(spec),
-            pruner=make_pruner(spec),
-            direction="maximize",
-            load_if_exists=True,
-        )
+        with _creating(home.storage):
+            storage = make_storage(home.storage, spec, heartbeat_s=heartbeat_s, close_run=close_run)
+            study = optuna.create_study(
+                study_name=spec.name,
+                storage=storage,
+                sampler=make_sampler(spec),
+                pruner=make_pruner(spec),
+                direction="maximize",
+                load_if_exists=True,
+            )
     except RuntimeError:
         raise  # already one paragraph (check_sqlite_file)
     except Exception as exc:  # the driver's errors: SQLAlchemy's OperationalError and friends

@@ -1,7 +1,8 @@
-"""A PostgreSQL that hangs (every process of the cluster SIGSTOPped: connections are accepted,
-nothing answers): softsweep's waits end at their bound with one paragraph, Ctrl-C ends them at
-once, a sweep interrupted there resumes, and a psycopg2 connection that is not softsweep's is
-left to wait as libpq would."""
+"""The stores on a real PostgreSQL. Workers that open a new database at the same instant all
+join. A PostgreSQL that hangs (every process of the cluster SIGSTOPped: connections are
+accepted, nothing answers): softsweep's waits end at their bound with one paragraph, Ctrl-C ends
+them at once, a sweep interrupted there resumes, and a psycopg2 connection that is not
+softsweep's is left to wait as libpq would."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from sweep.cli import main
+from sweep.spec import parse_spec
 from sweep.store import waits
+from sweep.store.home import Home
+from sweep.store.study import open_study
 from tests.helpers import spec_text, wait_for_pause, write_idx_dataset
 from tests.servers import Postgres, postgres
 
@@ -55,6 +59,39 @@ def hung(pg: Postgres) -> Iterator[Postgres]:
         yield pg
     finally:
         pg.wake()
+
+
+def test_workers_opening_a_new_database_at_the_same_instant_all_join(
+    pg: Postgres, tmp_path: Path
+) -> None:
+    """What `docker compose up --scale worker=3` does without the creator: 3 at once, 5 times
+    (before the advisory lock, 2 of 3 failed with UniqueViolation in every round)."""
+    data = write_idx_dataset(tmp_path / "data", n_train=300, n_test=100)
+    spec = parse_spec(spec_text("together", data), "together.toml")
+    admin = sqlalchemy.create_engine(pg["optuna"], isolation_level="AUTOCOMMIT")
+    for round_ in range(5):
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE DATABASE fresh{round_}"))
+        url = pg["optuna"].rsplit("/", 1)[0] + f"/fresh{round_}"
+        home = Home(tmp_path, url, f"sqlite:///{tmp_path / 'mlflow.db'}")
+        start = threading.Barrier(3)
+        errors: list[BaseException] = []
+
+        def join(start: threading.Barrier, home: Home, errors: list[BaseException]) -> None:
+            start.wait()
+            try:
+                open_study(spec, home)
+            except BaseException as exc:
+                errors.append(exc)
+
+        workers = [threading.Thread(target=join, args=(start, home, errors)) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert errors == [], f"round {round_}: {errors}"
+        assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["together"]
+    admin.dispose()
 
 
 def ctrl_c_in(seconds: float) -> threading.Timer:
