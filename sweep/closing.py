@@ -67,8 +67,9 @@ def best_weights(
 def retrain(
     data: engine.Dataset, spec: StudySpec, trial: FrozenTrial
 ) -> tuple[np.ndarray | None, str]:
-    """The weights of a completed trial, trained again (training is deterministic for a seed);
-    and a note if they do not reproduce its stored validation accuracy."""
+    """The weights of a completed trial, trained again (training is deterministic for a seed),
+    or None and why: a model that does not reproduce the stored validation accuracy is not the
+    trial's and is not used."""
     params = Params.of(trial.params)
     if params is None:
         return None, f"trial #{trial.number} has no params to train again with"
@@ -84,13 +85,18 @@ def retrain(
     weights: np.ndarray | None = result.weights
     if result.status != "completed" or weights is None:
         return None, f"trial #{trial.number} did not train again ({result.reason})"
-    note = ""
-    if trial.value is not None and abs(result.val_accuracy - trial.value) > 1e-9:
-        note = (
-            f"trial #{trial.number} trained again reached validation accuracy "
-            f"{result.val_accuracy:.4f}, not its stored {trial.value:.4f}"
+    # The same seed gives the same model up to float rounding in the BLAS; settings on the edge
+    # of chaos (a huge learning rate on unscaled pixels) amplify that rounding into another
+    # model. One validation example is the most that is still the trial's own model.
+    if trial.value is not None and abs(result.val_accuracy - trial.value) > 1.5 / len(data.y_val):
+        return None, (
+            f"it reached validation accuracy {result.val_accuracy:.4f}, not its "
+            f"stored {trial.value:.4f}: another model, which does not stand in for it. The test "
+            "set was not evaluated and the report has no weights or test figures for it. "
+            "Training at these settings is not reproducible (its learning rate is on the edge "
+            "of divergence)"
         )
-    return weights, note
+    return weights, ""
 
 
 def count_outcomes(study: optuna.Study) -> dict[Outcome, int]:

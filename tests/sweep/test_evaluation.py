@@ -9,11 +9,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 from mlflow import MlflowClient
 
 import engine
 from sweep.cli.run import summary
+from sweep.closing import retrain
+from sweep.spec import parse_spec
 from tests.helpers import run_spec, spec_text, write_idx_dataset
 
 
@@ -107,3 +110,23 @@ def test_a_resumed_study_with_a_new_best_says_the_test_set_was_used_twice(
     assert run.data.tags["softsweep.test_evaluations"].startswith(
         f"2: trial #{tested[0][0]} ({tested[0][1]:.4f}), trial #{tested[1][0]}"
     )
+
+
+def test_a_retrain_that_does_not_reproduce_the_trial_does_not_stand_in_for_it(blobs: Path) -> None:
+    data = engine.load_dataset(blobs, val_size=80, seed=0)
+    spec = parse_spec(spec_text("re", blobs, epochs=2), "re.toml")
+    params = {"learning_rate": 0.3, "reg": 0.0, "batch_size": 16}
+    (model,) = engine.train_many(data, [(0.3, 0.0)], batch_size=16, epochs=2, seed=0)
+    distributions = {
+        k: optuna.distributions.CategoricalDistribution([v]) for k, v in params.items()
+    }
+
+    def stored(value: float) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(params=params, distributions=distributions, value=value)
+
+    weights, note = retrain(data, spec, stored(model.val_accuracy))  # the trial's own model
+    assert note == "" and weights is not None and np.array_equal(weights, model.weights)
+    weights, note = retrain(data, spec, stored(model.val_accuracy - 0.1))  # another model
+    assert weights is None
+    assert note.startswith(f"it reached validation accuracy {model.val_accuracy:.4f}, not its")
+    assert "does not stand in for it" in note
