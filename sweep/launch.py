@@ -31,7 +31,7 @@ from .signals import Interrupted, Interrupts
 from .spec import StudySpec
 from .store.home import Home, Owner
 from .store.notes import read_notes, write_notes
-from .store.study import HEARTBEAT_S, enqueue_missing, open_study, progress
+from .store.study import HEARTBEAT_S, enqueue_missing, open_study, progress, store_lock
 from .track.probes import describe
 from .track.sync import records
 from .track.tracker import Tracker
@@ -164,6 +164,7 @@ def run_study(
         spec.name,
         artifact_root=home.artifact_root,
         wait=not local_or_probed,
+        repair_lock=lambda: store_lock(home.storage, "repair"),
     )
     owner: Owner | None = None
     # The cleanup after a signal runs under the handlers too: a second Ctrl-C does not cut it
@@ -255,7 +256,12 @@ def prepare_study(spec: StudySpec, home: Home) -> int:
     number of cells queued. Safe to repeat."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     load_data(spec)  # data that `sweep run` would refuse (a val_size past it) is refused now
-    tracker = Tracker(home.tracking_uri, spec.name, artifact_root=home.artifact_root)
+    tracker = Tracker(
+        home.tracking_uri,
+        spec.name,
+        artifact_root=home.artifact_root,
+        repair_lock=lambda: store_lock(home.storage, "repair"),
+    )
     try:
         study, storage = open_study(spec, home)
         if spec.text:

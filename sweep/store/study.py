@@ -35,7 +35,7 @@ from ..spec import StudySpec, identity_differences, parse_spec
 from ..trial import OWNER_ATTR, RUN_ID_ATTR, Params, give_back, outcome_of, queue
 from .home import Home, Owner, safe_url, scrub
 from .notes import read_notes, write_notes
-from .sqlitestore import check_sqlite_file, open_store
+from .sqlitestore import check_sqlite_file, open_store, sqlite_path
 from .waits import bound, connect_args
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "open_study",
     "progress",
     "reclaim",
+    "store_lock",
     "stored_spec",
 ]
 
@@ -145,30 +146,39 @@ def _storage_error(url: str, exc: Exception) -> RuntimeError:
     )
 
 
-_CREATING_KEY = int.from_bytes(b"softswp1", "big") & (2**63 - 1)  # the advisory lock's id
-
-
 @contextlib.contextmanager
-def _creating(url: str) -> Iterator[None]:
-    """One process at a time creates Optuna's tables and the study. Workers started together on
-    a new PostgreSQL database otherwise race in CREATE TABLE and all but one fail
-    (UniqueViolation on pg_type); there a session-level advisory lock, held on a connection of
-    its own, orders them. SQLite stores are made under their file lock (`open_store`)."""
+def store_lock(url: str, name: str) -> Iterator[None]:
+    """An exclusive lock called `name` among every process that uses the Optuna storage at
+    `url`, on any machine: a session-level advisory lock on PostgreSQL (held on a connection
+    of its own; closing it releases the lock, whatever ends the process), a lock file beside a
+    SQLite file. Nothing for other storages."""
+    path = sqlite_path(url)
+    if path is not None:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f"{path.name}.{name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield  # (closing the file releases the lock)
+        return
     if not url.startswith("postgresql"):
         yield
         return
+    import hashlib
+
     import sqlalchemy
     from sqlalchemy.pool import NullPool
 
+    digest = hashlib.blake2b(f"softsweep:{name}".encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
     engine = sqlalchemy.create_engine(url, connect_args=connect_args(), poolclass=NullPool)
     try:
         with engine.connect() as connection:
-            lock = sqlalchemy.text("SELECT pg_advisory_lock(:key)")
-            connection.execute(lock, {"key": _CREATING_KEY})
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
             connection.commit()  # (the lock is the session's, not the transaction's)
             yield
     finally:
-        engine.dispose()  # closing the session releases the lock
+        engine.dispose()
 
 
 def open_study(
@@ -181,7 +191,11 @@ def open_study(
     """Create the study, or join it (any number of workers may do this at once). A study that
     exists with other settings (`StudySpec.identity`) is refused before anything is written."""
     try:
-        with _creating(home.storage):
+        # Workers started together on a new PostgreSQL database otherwise race in CREATE TABLE,
+        # and all but one fail (UniqueViolation on pg_type). SQLite stores are made whole
+        # under their own file lock (`open_store`).
+        postgres = home.storage.startswith("postgresql")
+        with store_lock(home.storage, "create") if postgres else contextlib.nullcontext():
             storage = make_storage(home.storage, spec, heartbeat_s=heartbeat_s, close_run=close_run)
             study = optuna.create_study(
                 study_name=spec.name,
@@ -216,7 +230,6 @@ def open_study(
 def load_study(study_name: str, home: Home) -> optuna.Study:
     """An existing study, read only; a clear error naming the studies there when it does not
     exist. Reading never creates a store."""
-    from .sqlitestore import sqlite_path
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = sqlite_path(home.storage)

@@ -15,7 +15,7 @@ import optuna
 
 from ..closing import study_summary
 from ..store.home import Home
-from ..store.study import load_study, progress, stored_spec
+from ..store.study import load_study, progress, store_lock, stored_spec
 from ..trial import TrialRecord, record_of
 from .store import SyncResult
 from .tracker import Tracker
@@ -33,7 +33,12 @@ def sync_study(study_name: str, home: Home) -> SyncResult:
     """`sweep sync`: make the study's MLflow runs agree with its Optuna trials."""
     stored = load_study(study_name, home)
     spec = stored_spec(stored, home.storage)
-    tracker = Tracker(home.tracking_uri, study_name, artifact_root=home.artifact_root)
+    tracker = Tracker(
+        home.tracking_uri,
+        study_name,
+        artifact_root=home.artifact_root,
+        repair_lock=lambda: store_lock(home.storage, "repair"),
+    )
     try:
         if tracker.find_study_run(study_name) is None:  # (a new or emptied MLflow store)
             tracker.start_study(study_name, spec.as_params(), spec.text)

@@ -21,6 +21,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ class Tracker:
         create: bool = True,
         wait: bool = True,
         live_interval_s: float = LIVE_INTERVAL_S,
+        repair_lock: Callable[[], AbstractContextManager[None]] | None = None,
     ) -> None:
+        self._repair_lock = repair_lock  # held by repairs (`sync`, `start_study`): one at a time
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.parent_id: str | None = None
@@ -147,6 +150,19 @@ class Tracker:
             raise
 
     # -- the caller's side ---------------------------------------------------------------------
+    def _repair(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        """`method` under the repair lock: two processes repairing one study at once (two
+        `sweep sync`, two workers starting) would each make the runs that are missing."""
+        lock = self._repair_lock
+        if lock is None:
+            return method
+
+        def locked(store: MlflowStore, *args: Any) -> Any:
+            with lock():
+                return method(store, *args)
+
+        return locked
+
     def _call(self, method: Callable[..., Any], *args: Any) -> Future[Any]:
         """`MlflowStore.method(store, *args)` in the thread, after what came before."""
         return self._pool.submit(self._on_store, method, *args)
@@ -183,7 +199,7 @@ class Tracker:
     def start_study(self, study_name: str, params: Mapping[str, str], spec_text: str) -> None:
         """Create the study's parent run, or reopen it when the study resumes."""
         self._study_started = self._call(
-            MlflowStore.start_study, study_name, dict(params), spec_text
+            self._repair(MlflowStore.start_study), study_name, dict(params), spec_text
         )
 
     def study_run(self, timeout: float | None = None) -> str | None:
@@ -327,7 +343,11 @@ class Tracker:
         deadline = time.monotonic() + wait
         while True:
             job = self._pool.submit(
-                self._on_store, MlflowStore.sync, study_name, list(records), force=True
+                self._on_store,
+                self._repair(MlflowStore.sync),
+                study_name,
+                list(records),
+                force=True,
             )
             try:
                 result: SyncResult = self._wait(job)
@@ -342,7 +362,7 @@ class Tracker:
 
     def sync_in_background(self, study_name: str, records: Sequence[TrialRecord]) -> None:
         """`sync`, queued behind what came before (at a sweep's start: it waits for nothing)."""
-        self._pending.append(self._call(MlflowStore.sync, study_name, list(records)))
+        self._pending.append(self._call(self._repair(MlflowStore.sync), study_name, list(records)))
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for every write handed to the thread (each for at most `timeout`)."""

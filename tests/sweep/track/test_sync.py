@@ -3,6 +3,8 @@ against a real MLflow SQLite store."""
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from pathlib import Path
 
 import optuna
@@ -111,3 +113,37 @@ def test_sync_on_an_experiment_in_mlflows_trash_says_how_to_restore_it(tmp_path:
         RuntimeError, match=r"in MLflow.s trash .*`mlflow experiments restore --experiment-id 1`"
     ):
         sync_study("s", home)
+
+
+def test_two_syncs_at_once_make_each_run_once(tmp_path: Path) -> None:
+    """Two `sweep sync` (or two workers starting) repairing one study together: one run per
+    trial and one study run, whoever made them."""
+    data = write_idx_dataset(tmp_path / "data", n_train=300, n_test=100)
+    run_spec(spec_text("s", data, lr="{ values = [0.1, 1.0] }", batch="[16, 32]"), tmp_path / "h")
+    stored = Home.resolve(tmp_path / "h")
+    elsewhere = Home(stored.folder, stored.storage, f"sqlite:///{tmp_path / 'other.db'}")
+    sync_study("s", Home(stored.folder, stored.storage, elsewhere.tracking_uri))  # (made once)
+    client = MlflowClient(tracking_uri=elsewhere.tracking_uri)
+    experiment = client.get_experiment_by_name("s")
+    for run in client.search_runs([experiment.experiment_id], ""):  # emptied, store kept
+        client.delete_run(run.info.run_id)
+    start = threading.Barrier(2)
+    done: list[object] = []
+
+    def sync() -> None:
+        start.wait()
+        done.append(sync_study("s", elsewhere))
+
+    syncs = [threading.Thread(target=sync) for _ in range(2)]
+    for thread in syncs:
+        thread.start()
+    for thread in syncs:
+        thread.join()
+    assert len(done) == 2
+    runs = client.search_runs([experiment.experiment_id], "")
+    roles = Counter(r.data.tags["softsweep.role"] for r in runs)
+    assert roles == {"trial": 8, "study": 1}
+    trials = Counter(
+        r.data.tags["optuna.trial"] for r in runs if r.data.tags["softsweep.role"] == "trial"
+    )
+    assert set(trials.values()) == {1}
