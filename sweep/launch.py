@@ -180,7 +180,7 @@ def run_study(
             tracker.set_fixed_params(_fixed_params(spec, data))
             tracker.start_study(spec.name, spec.as_params(), spec.text)
             # Runs a killed process (or a tracking server that was down) left behind.
-            tracker.sync_in_background(spec.name, records(study))
+            tracker.sync_in_background(spec.name, records(study, home, owner.name))
             grid = spec.grid_size is not None
             now = progress(study, grid)
             if on_start is not None:
@@ -202,7 +202,7 @@ def run_study(
             outcome = StudyResult(spec.name, home, spec.target, end.done, None, loop)
             outcome.timeout_s = spec.timeout_s or 0.0
             tracker.flush()
-            finished = records(study)
+            finished = records(study, home, owner.name)
             if tracker.sync(spec.name, finished, wait=SYNC_WAIT_S) is None:
                 outcome.untracked = len(tracker.untracked) or len(finished)
                 outcome.tracking_down = tracker.down or (tracker.errors or ["no answer"])[-1]

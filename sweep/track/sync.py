@@ -14,19 +14,31 @@ from __future__ import annotations
 import optuna
 
 from ..closing import study_summary
-from ..store.home import Home
+from ..store.home import Home, owner_alive
 from ..store.study import load_study, progress, store_lock, stored_spec
-from ..trial import TrialRecord, record_of
+from ..trial import OWNER_ATTR, TrialRecord, record_of
 from .store import SyncResult
 from .tracker import Tracker
 
 __all__ = ["records", "sync_study"]
 
 
-def records(study: optuna.Study) -> list[TrialRecord]:
-    """Every finished trial's record (see `trial.record_of`)."""
-    found = (record_of(t) for t in study.get_trials(deepcopy=False))
-    return [r for r in found if r is not None]
+def records(
+    study: optuna.Study, home: Home | None = None, me: str | None = None
+) -> list[TrialRecord]:
+    """Every finished trial's record (see `trial.record_of`). With `home`, not the trials of
+    another live process of that home (other than `me`): it writes their runs itself, and a
+    repair beside it would log their epochs a second time. They are repaired once it is gone."""
+    found = []
+    for trial in study.get_trials(deepcopy=False):
+        record = record_of(trial)
+        if record is None:
+            continue
+        owner = trial.user_attrs.get(OWNER_ATTR)
+        if home is not None and owner and owner != me and owner_alive(home.owners, owner):
+            continue
+        found.append(record)
+    return found
 
 
 def sync_study(study_name: str, home: Home) -> SyncResult:
@@ -42,7 +54,7 @@ def sync_study(study_name: str, home: Home) -> SyncResult:
     try:
         if tracker.find_study_run(study_name) is None:  # (a new or emptied MLflow store)
             tracker.start_study(study_name, spec.as_params(), spec.text)
-        done = tracker.sync(study_name, records(stored))
+        done = tracker.sync(study_name, records(stored, home))
         now = progress(stored, spec.grid_size is not None)
         if done is not None and not now.running:  # no sweep is on it: its run ends too
             metrics, tags = study_summary(stored)

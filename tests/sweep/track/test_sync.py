@@ -14,10 +14,10 @@ from optuna.distributions import CategoricalDistribution
 from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState
 
-from sweep.store.home import Home
+from sweep.store.home import Home, Owner
 from sweep.track.sync import records, sync_study
 from sweep.track.tracker import Tracker
-from sweep.trial import HISTORY_ATTR, History, Outcome, tell
+from sweep.trial import HISTORY_ATTR, OWNER_ATTR, History, Outcome, tell
 from tests.helpers import run_spec, spec_text, write_idx_dataset
 
 EPOCH = {"train_loss": 0.5, "train_accuracy": 0.8, "val_accuracy": 0.75, "epoch_time_s": 0.25}
@@ -28,11 +28,14 @@ SPACE = {
 }
 
 
-def a_study() -> optuna.Study:
-    """Trials in every state a study holds: complete, pruned, diverged, duplicate, running."""
+def a_study(owner: str | None = None) -> optuna.Study:
+    """Trials in every state a study holds: complete, pruned, diverged, duplicate, running;
+    the first two trained by `owner`, if given."""
     study = optuna.create_study(study_name="s", storage=InMemoryStorage(), direction="maximize")
     for outcome in (Outcome.COMPLETE, Outcome.PRUNED, Outcome.DIVERGED, Outcome.DUPLICATE, None):
         trial = study.ask(SPACE)
+        if owner is not None and outcome in (Outcome.COMPLETE, Outcome.PRUNED):
+            trial.set_user_attr(OWNER_ATTR, owner)
         if outcome in (Outcome.COMPLETE, Outcome.PRUNED):
             trial.set_user_attr(HISTORY_ATTR, History((EPOCH, EPOCH), 5, 1.0).attr())
         if outcome is not None:
@@ -147,3 +150,16 @@ def test_two_syncs_at_once_make_each_run_once(tmp_path: Path) -> None:
         r.data.tags["optuna.trial"] for r in runs if r.data.tags["softsweep.role"] == "trial"
     )
     assert set(trials.values()) == {1}
+
+
+def test_a_repair_leaves_the_runs_of_a_live_process_of_the_home_to_it(tmp_path: Path) -> None:
+    """A `sweep sync` beside a sweep that is still writing its runs would log their epochs
+    twice: its trials are left to it while it lives, and repaired once it is gone."""
+    home = Home.resolve(tmp_path)
+    sweeping = Owner(home)  # (this process stands for the sweep: its lock is held)
+    study = a_study(owner=sweeping.name)
+    assert [r.number for r in records(study)] == [0, 1, 2]
+    assert [r.number for r in records(study, home)] == [2]
+    assert [r.number for r in records(study, home, me=sweeping.name)] == [0, 1, 2]
+    sweeping.close()
+    assert [r.number for r in records(study, home)] == [0, 1, 2]
