@@ -108,7 +108,14 @@ def run(
 
     def on_start(done: int, target: int) -> None:
         if progress:
-            from tqdm.auto import tqdm  # a widget in Jupyter, text elsewhere
+            import importlib.util
+
+            # A widget in Jupyter, text elsewhere; tqdm.auto warns (TqdmWarning: IProgress not
+            # found) in a Jupyter without ipywidgets, where the text bar is the one that works.
+            if importlib.util.find_spec("ipywidgets") is not None:
+                from tqdm.auto import tqdm
+            else:
+                from tqdm import tqdm
 
             bar.append(tqdm(total=target * epochs, initial=done * epochs, desc=spec.name,
                             unit="epoch"))  # fmt: skip

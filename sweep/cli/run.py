@@ -17,8 +17,9 @@ from .options import EXIT_FAILURE, fail, friendly_errors, stores
 if TYPE_CHECKING:
     from ..closing import Closing
     from ..launch import StudyResult
+    from ..store.home import Home
 
-__all__ = ["EXIT_DEADLINE", "create", "problem", "run", "summary", "worker"]
+__all__ = ["EXIT_DEADLINE", "create", "problem", "run", "store_options", "summary", "worker"]
 
 EXIT_DEADLINE = 124  # as timeout(1): the study stopped at its timeout_s, short of n_trials
 # How the summary names the `sweep` command: run.sh puts its virtual environment's `sweep` here,
@@ -212,8 +213,7 @@ def _sweep(
             bar[0].close()
         click.echo(
             f"interrupted ({signal.Signals(stop.signum).name}): the trials in flight were "
-            f"stopped and will run again. Resume with: sweep run {study_file}"
-            + ("" if home is None else f" --home {home}"),
+            f"stopped and will run again. Resume with: {_resume(study_file, where, given)}",
             err=True,
         )
         sys.exit(stop.exit_code)
@@ -266,6 +266,24 @@ def problem(result: StudyResult, study_file: str) -> tuple[str, int] | None:
             EXIT_FAILURE,
         )
     return None
+
+
+def _resume(study_file: Path, home: Home, given: dict[str, Any]) -> str:
+    """The command that resumes this sweep: the same stores, the same overrides."""
+    sweep = os.environ.get(COMMAND_ENV) or "sweep"
+    options = {"n_trials": "--n-trials", "timeout_s": "--timeout"}
+    again = "".join(f" {options[k]} {v:g}" for k, v in given.items() if k in options)
+    return f"{sweep} run {study_file} {store_options(home)}{again}"
+
+
+def store_options(home: Home) -> str:
+    """The options that name these stores again (passwords masked)."""
+    where = f"--home {home.folder}"
+    if not home.embedded_storage:
+        where += f" --storage {home.shown_storage}"
+    if not home.embedded_tracking:
+        where += f" --tracking-uri {home.shown_tracking_uri}"
+    return where
 
 
 def summary(result: StudyResult, verbose: bool = False) -> str:
@@ -331,13 +349,8 @@ def summary(result: StudyResult, verbose: bool = False) -> str:
     if closing.report_dir is not None:
         rows.append(["report", str(closing.report_dir / "index.html")])
     home = result.home
-    where = f"--home {home.folder}"
-    if not home.embedded_storage:
-        where += f" --storage {home.shown_storage}"
-    if not home.embedded_tracking:
-        where += f" --tracking-uri {home.shown_tracking_uri}"
     sweep = os.environ.get(COMMAND_ENV) or "sweep"
-    rows.append(["runs table", f"{sweep} runs {result.study_name} {where}"])
+    rows.append(["runs table", f"{sweep} runs {result.study_name} {store_options(home)}"])
     if home.tracking_uri.startswith(("http://", "https://")):  # the server is the UI
         rows.append(["mlflow ui", home.shown_tracking_uri])
     else:

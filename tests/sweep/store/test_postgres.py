@@ -144,14 +144,17 @@ def test_a_query_that_gets_no_answer_fails_at_the_bound(
                     connection.execute(sqlalchemy.text("SELECT 1"))
             finally:
                 pg.wake()
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 20  # (and without a bound it never ends)
         with engine.connect() as connection:  # and the next call works once it answers
             assert connection.execute(sqlalchemy.text("SELECT 1")).scalar() == 1
     finally:
         engine.dispose()
 
 
-def test_ctrl_c_ends_a_wait_on_a_hung_database_at_once(pg: Postgres) -> None:
+def test_ctrl_c_ends_a_wait_on_a_hung_database_at_once(
+    pg: Postgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(waits, "ANSWER_S", 120.0)
     waits.bound(pg["optuna"])
     engine = sqlalchemy.create_engine(pg["optuna"])
     try:
@@ -165,7 +168,7 @@ def test_ctrl_c_ends_a_wait_on_a_hung_database_at_once(pg: Postgres) -> None:
                 timer.join()
             finally:
                 pg.wake()
-            assert time.monotonic() - started < 3  # the bound is 20 s
+            assert time.monotonic() - started < 20  # the bound is 120 s
     finally:
         engine.dispose()
 
@@ -198,7 +201,7 @@ def test_ctrl_c_stops_a_sweep_waiting_on_a_hung_database_and_the_next_run_finish
     stores = ["--storage", pg["optuna"], "--tracking-uri", pg["mlflow"], "--home", str(tmp_path)]
     env = {**os.environ, "SOFTSWEEP_PAUSE_AT": "telling", "SOFTSWEEP_PAUSE_S": "1"}
     sweep = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "run", str(study), *stores],
+        [sys.executable, "-m", "sweep", "run", str(study), *stores, "--n-trials", "4"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -215,8 +218,11 @@ def test_ctrl_c_stops_a_sweep_waiting_on_a_hung_database_and_the_next_run_finish
         if sweep.poll() is None:
             sweep.kill()
     assert sweep.returncode == 130, err
-    assert took < 6, took
+    assert took < 20, took  # (its tell would wait for the database for 60 s)
     assert "interrupted (SIGINT)" in err and "Traceback" not in err
+    # The resume command names the same stores and the same target.
+    resume = f"Resume with: sweep run {study} --home {tmp_path} --storage {pg['optuna']} "
+    assert resume + f"--tracking-uri {pg['mlflow']} --n-trials 4" in err
 
     again = subprocess.run(
         [sys.executable, "-m", "sweep", "run", str(study), *stores],
