@@ -236,13 +236,14 @@ def _sweep(
             "Optuna at the end):\n  " + "\n  ".join(seen),
             err=True,
         )
-    found = problem(outcome, str(study_file))
+    found = problem(outcome, _resume(study_file, where, given))
     if found is not None:
         fail(*found)
 
 
-def problem(result: StudyResult, study_file: str) -> tuple[str, int] | None:
-    """What `sweep run` says when the study did not end well, and its exit code."""
+def problem(result: StudyResult, resume: str) -> tuple[str, int] | None:
+    """What `sweep run` says when the study did not end well, and its exit code; `resume` is
+    the command that continues it."""
     name = result.study_name
     if result.untracked:
         return (
@@ -255,8 +256,8 @@ def problem(result: StudyResult, study_file: str) -> tuple[str, int] | None:
     if result.deadline:
         return (
             f"study {name!r} stopped at its deadline (timeout_s = {result.timeout_s:g} s) with "
-            f"{result.done} of {result.target} trials done. Run `sweep run {study_file}` again "
-            "to continue it, or raise timeout_s.",
+            f"{result.done} of {result.target} trials done. Run `{resume}` to continue it "
+            "(for another timeout_s), or raise timeout_s.",
             EXIT_DEADLINE,
         )
     if result.closing is not None and result.n_complete == 0:

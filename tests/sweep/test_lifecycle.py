@@ -189,6 +189,8 @@ def test_a_deadline_says_so_everywhere(data_folder: Path, tmp_path: Path) -> Non
     assert result.exit_code == 124, result.output
     assert "stopped at its deadline (timeout_s = 1.5 s) with 0 of 8 trials" in result.output
     assert re.search(r"\nstopped +at its deadline: 0 of 8 trials\n", result.output)
+    # The command that continues it names the same stores.
+    assert f"Run `sweep run {path} --home {home.resolve()}` to continue it" in result.output
     # The trial in training stopped after its current epoch (each ~10 ms), not after 200.
     study = optuna.load_study(study_name="late", storage=f"sqlite:///{home / 'optuna.db'}")
     cut = [t for t in study.trials if t.state == TrialState.FAIL]
