@@ -15,9 +15,11 @@ from datetime import datetime
 
 import optuna
 
+from .spec import parse_spec
 from .store.home import Home, owner_alive
+from .store.notes import read_notes
 from .store.sqlitestore import sqlite_path
-from .store.study import load_study
+from .store.study import load_study, progress
 from .track.store import writer
 from .trial import OWNER_ATTR
 
@@ -37,6 +39,18 @@ class StudySummary:
     states: dict[str, int]  # trials by Optuna state
     best_value: float | None  # best validation accuracy
     last_activity: datetime | None  # the latest trial start or end
+    target: int | None  # its study file's n_trials (None: not made by softsweep)
+    done: int  # trials that count toward the target (complete, pruned, failed for a reason)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "study": self.name,
+            "target": self.target,
+            "done": self.done,
+            "states": self.states,
+            "best_val_accuracy": self.best_value,
+            "last_activity": None if self.last_activity is None else self.last_activity.isoformat(),
+        }
 
 
 def study_summaries(home: Home) -> list[StudySummary]:
@@ -52,12 +66,16 @@ def study_summaries(home: Home) -> list[StudySummary]:
         states = Counter(t.state.name for t in trials)
         values = [t.value for t in trials if t.state.name == "COMPLETE" and t.value is not None]
         times = [d for t in trials for d in (t.datetime_start, t.datetime_complete) if d]
+        text = read_notes(study, home.storage).get("spec_toml")
+        spec = parse_spec(text) if text else None
         found.append(
             StudySummary(
                 name=summary.study_name,
                 states=dict(sorted(states.items())),
                 best_value=max(values) if values else None,
                 last_activity=max(times) if times else None,
+                target=spec.target if spec is not None else None,
+                done=progress(study, spec is not None and spec.grid_size is not None).done,
             )
         )
     return sorted(found, key=lambda s: s.name)

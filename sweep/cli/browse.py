@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -186,22 +187,29 @@ def sync(study: str, home: Path | None, storage: str | None, tracking_uri: str |
     )
 
 
-@click.command(short_help="List the studies: trials by state, best, last activity.")
+@click.command(short_help="List the studies: progress, trials by state, best, last activity.")
 @stores
+@click.option("--json", "as_json", is_flag=True, help="One JSON list, for scripts.")
 @friendly_errors
-def studies(home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
+def studies(
+    home: Path | None, storage: str | None, tracking_uri: str | None, as_json: bool
+) -> None:
     """Every study in the home (or --storage): trials by state, best, last activity."""
     from ..admin import study_summaries
     from ..store.home import Home
 
     where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
     found = study_summaries(where)
+    if as_json:
+        click.echo(json.dumps([s.as_dict() for s in found], indent=2))
+        return
     if not found:
         click.echo(f"no studies in {where.shown_storage}: `sweep run STUDY.toml` starts one.")
         return
     rows = [
         [
             s.name,
+            "-" if s.target is None else f"{s.done}/{s.target}",
             ", ".join(f"{n} {state.lower()}" for state, n in s.states.items()) or "no trials",
             "-" if s.best_value is None else f"{s.best_value:.4f}",
             "-" if s.last_activity is None else s.last_activity.strftime("%Y-%m-%d %H:%M"),
@@ -210,7 +218,7 @@ def studies(home: Path | None, storage: str | None, tracking_uri: str | None) ->
     ]
     from .check import format_table
 
-    click.echo(format_table(["study", "trials", "best val acc", "last activity"], rows))
+    click.echo(format_table(["study", "done", "trials", "best val acc", "last activity"], rows))
 
 
 @click.command(short_help="Delete a study: Optuna trials, MLflow runs, report.")

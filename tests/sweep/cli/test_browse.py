@@ -91,6 +91,12 @@ def test_studies_lists_trials_by_state_and_the_best(home: Path) -> None:
     row = next(line for line in said.splitlines() if line.startswith("tpe "))
     assert f"{(frame['state'] == 'COMPLETE').sum()} complete" in row
     assert f"{frame['val_accuracy'].max():.4f}" in row
+    assert " 16/16 " in row  # done of the target
+    code, said = cli("studies", "--home", str(home), "--json")
+    (listed,) = json.loads(said)
+    assert (listed["study"], listed["target"], listed["done"]) == ("tpe", 16, 16)
+    assert listed["states"]["COMPLETE"] == (frame["state"] == "COMPLETE").sum()
+    assert listed["best_val_accuracy"] == frame["val_accuracy"].max()
 
 
 def test_runs_top_sort_state_and_json(home: Path, tmp_path: Path) -> None:
