@@ -26,14 +26,16 @@ CAPTIONS = {
 }
 HEADERS = ("trial", "state", "learning rate", "reg", "batch", "val acc", "reason", "run")
 NUMERIC = {0, 2, 3, 4, 5}  # columns sorted as numbers
+BEST_FIRST = {5}  # the first click sorts these high to low (val acc: best first)
 
-# Click a header to sort by it (again: the other way). Numbers sort as numbers, blanks last.
+# Click a header to sort by it (again: the other way): low to high first, except the columns
+# marked high-first (val acc). Numbers sort as numbers, blanks last.
 SORT_SCRIPT = """
 document.querySelectorAll("table.trials th").forEach(function (th, col) {
   th.addEventListener("click", function () {
     var body = th.closest("table").tBodies[0];
     var numeric = th.dataset.numeric === "1";
-    var up = th.dataset.dir !== "up";
+    var up = th.dataset.dir ? th.dataset.dir !== "up" : th.dataset.first !== "down";
     th.closest("tr").querySelectorAll("th").forEach(function (h) { delete h.dataset.dir; });
     th.dataset.dir = up ? "up" : "down";
     var rows = Array.prototype.slice.call(body.rows);
@@ -81,7 +83,8 @@ def page(view: StudyView, files: list[Path], notes: list[str], keys: dict[str, s
         f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in _summary(view)
     )
     header = "".join(
-        f'<th data-numeric="{int(i in NUMERIC)}" title="sort by {h}">{h}</th>'
+        f'<th data-numeric="{int(i in NUMERIC)}"'
+        f'{" data-first=down" if i in BEST_FIRST else ""} title="sort by {h}">{h}</th>'
         for i, h in enumerate(HEADERS)
     )
     generated = time.strftime("%Y-%m-%d %H:%M:%S %Z")
