@@ -7,6 +7,7 @@ itself, so both frames come from the Optuna storage; MLflow adds each trial's ru
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from optuna.trial import FrozenTrial
 from .spec import PARAMS
 from .store.home import Home
 from .store.study import load_study
+from .track.probes import describe
 from .track.store import read_trial_runs
 from .trial import (
     EPOCH_METRICS,
@@ -28,7 +30,12 @@ from .trial import (
     test_evaluations,
 )
 
-__all__ = ["COLUMNS", "HISTORY_COLUMNS", "load_history", "load_runs"]
+__all__ = ["COLUMNS", "HISTORY_COLUMNS", "TrackingUnreadableWarning", "load_history", "load_runs"]
+
+
+class TrackingUnreadableWarning(UserWarning):
+    """`load_runs` could not read MLflow: the frame comes from Optuna alone."""
+
 
 COLUMNS = [
     "study", "trial", "state", "outcome", "learning_rate", "reg", "batch_size",
@@ -64,7 +71,16 @@ def load_runs(
     where = Home.resolve(home, storage=storage, tracking_uri=tracking_uri, create=False)
     loaded = load_study(study, where)
     tested = dict(test_evaluations(loaded.user_attrs))
-    runs = {str(r.info.run_id): r for r in read_trial_runs(where.tracking_uri, study)}
+    try:
+        runs = {str(r.info.run_id): r for r in read_trial_runs(where.tracking_uri, study)}
+    except Exception as exc:  # Optuna holds every result: MLflow only adds the runs' status
+        warnings.warn(
+            f"the MLflow store {where.shown_tracking_uri} could not be read ({describe(exc)}): "
+            "every trial is shown from Optuna, without run_status",
+            TrackingUnreadableWarning,
+            stacklevel=2,
+        )
+        runs = {}
     rows = []
     for t in loaded.get_trials(deepcopy=False):
         history = History.of(t)

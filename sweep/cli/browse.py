@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -58,7 +59,7 @@ def runs(
     """
     import shutil
 
-    from ..compare import COLUMNS, load_runs
+    from ..compare import COLUMNS, TrackingUnreadableWarning, load_runs
 
     to_stdout = csv_path is not None and str(csv_path) == "-"
     if csv_path is not None and not to_stdout and not csv_path.parent.is_dir():
@@ -70,7 +71,12 @@ def runs(
         raise ValueError(
             f"--sort must be one of the columns {', '.join(COLUMNS)}, got {sort_by!r}."
         )
-    frame = load_runs(study, home=home, tracking_uri=tracking_uri, storage=storage)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always", TrackingUnreadableWarning)
+        frame = load_runs(study, home=home, tracking_uri=tracking_uri, storage=storage)
+    for warning in said:
+        if issubclass(warning.category, TrackingUnreadableWarning):
+            click.echo(f"note: {warning.message}", err=True)
     if state is not None:
         wanted = {"failed": "FAIL"}.get(state, state.upper())
         frame = frame[frame["state"] == wanted]

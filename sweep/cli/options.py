@@ -50,6 +50,15 @@ def friendly_errors(fn: F) -> F:
         except OSError as exc:  # a file softsweep had to write: read-only, full, gone, a folder
             fail(_cannot_write(exc), EXIT_FAILURE)
         except Exception as exc:
+            if "MlflowException" in {cls.__name__ for cls in type(exc).__mro__}:
+                from ..track.probes import describe
+
+                fail(
+                    f"The MLflow tracking store failed ({describe(exc)}). Check --tracking-uri "
+                    "(or --home) and that the MLflow server is running, then run the command "
+                    "again; Optuna holds every trial, and `sweep sync` rebuilds MLflow from it.",
+                    EXIT_FAILURE,
+                )
             if not _database_error(exc):
                 raise
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 import sweep
 from sweep.cli import main
+from sweep.compare import TrackingUnreadableWarning
 from tests.helpers import run_spec, spec_text, write_idx_dataset
 
 LR, REG = "{ low = 1e-5, high = 3.0, log = true }", "{ low = 1e-6, high = 1e-1, log = true }"
@@ -200,3 +201,18 @@ def test_sweep_run_from_python_returns_a_result_that_shows_itself(tmp_path: Path
     assert threading.active_count() == before  # no thread (or helper) left behind
     with pytest.raises(TypeError, match=r"sweep.run\(\) got unknown settings trials; the settings"):
         sweep.run(study, home=tmp_path / "h", trials=3)
+
+
+def test_reading_works_with_mlflow_down_and_delete_refuses_in_one_paragraph(home: Path) -> None:
+    """Optuna holds every result: MLflow only adds the runs' status."""
+    down = "http://127.0.0.1:9"
+    with pytest.warns(TrackingUnreadableWarning, match=r"could not be read \(connection refused"):
+        frame = sweep.load_runs("tpe", home=home, tracking_uri=down)
+    assert len(frame) == 16 and frame["run_status"].eq("").all()
+    assert frame["val_accuracy"].notna().any()
+    code, said = cli("runs", "tpe", "--home", str(home), "--tracking-uri", down)
+    assert code == 0 and "note: the MLflow store http://127.0.0.1:9 could not be read" in said
+    code, said = cli("delete", "tpe", "--home", str(home), "--tracking-uri", down, "--yes")
+    assert code == 1 and "error: The MLflow tracking store failed (connection refused)" in said
+    assert "tpe" in [s.study_name for s in optuna.get_all_study_summaries(
+        f"sqlite:///{home / 'optuna.db'}")]  # fmt: skip
