@@ -147,8 +147,11 @@ class Home:
 
     @property
     def artifact_root(self) -> Path | None:
-        """Where a local MLflow store keeps artifacts (None: a server decides)."""
-        return self.folder / "mlartifacts" if self.tracking_uri.startswith("sqlite:") else None
+        """Where MLflow keeps the artifacts of a store softsweep opens itself, SQLite or a
+        database such as PostgreSQL (None: an MLflow server decides). Without it MLflow puts
+        them under ./mlruns of whatever folder the command ran in."""
+        served = self.tracking_uri.startswith(("http://", "https://", "databricks"))
+        return None if served else self.folder / "mlartifacts"
 
     @property
     def owners(self) -> Path:

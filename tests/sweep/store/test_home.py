@@ -36,6 +36,9 @@ def test_servers_replace_the_embedded_stores_and_the_folder_keeps_the_reports(
     assert home.report_dir("s").parent.parent == tmp_path.resolve()
     # A database behind MLflow with no server in front: no UI to point at.
     assert Home.resolve(tmp_path, tracking_uri="postgresql+psycopg2://db/m").ui() == ("", "")
+    # ... whose artifacts stay in the home, not in ./mlruns of the folder a command ran in.
+    database = Home.resolve(tmp_path, tracking_uri="postgresql+psycopg2://db/m")
+    assert database.artifact_root == tmp_path.resolve() / "mlartifacts"
 
 
 def test_home_comes_from_the_environment_and_reading_creates_nothing(

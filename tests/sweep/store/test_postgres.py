@@ -49,6 +49,7 @@ def swept(pg: Postgres, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     stores = ["--storage", pg["optuna"], "--tracking-uri", pg["mlflow"], "--home", str(folder)]
     done = CliRunner().invoke(main, ["run", str(study), *stores])
     assert done.exit_code == 0, done.output
+    assert list((folder / "mlartifacts").rglob("weights.npy"))  # in the home, not ./mlruns
     return stores
 
 
