@@ -119,7 +119,8 @@ def plan_deletion(study_name: str, home: Home) -> Deletion:
     """What deleting the study would remove (raises the usual error for an unknown study)."""
     trials = load_study(study_name, home).get_trials(deepcopy=False)
     running = [t for t in trials if t.state.name == "RUNNING"]
-    owners = {str(t.user_attrs.get(OWNER_ATTR, "a process")) for t in running}
+    # (a trial with no owner was asked by a process that died before registering it)
+    owners = {str(t.user_attrs[OWNER_ATTR]) for t in running if t.user_attrs.get(OWNER_ATTR)}
     report = home.report_dir(study_name)
     return Deletion(
         study=study_name,
