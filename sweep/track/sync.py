@@ -11,32 +11,43 @@ no sweep is on the study.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import optuna
 
 from ..closing import study_summary
 from ..store.home import Home, owner_alive
-from ..store.study import load_study, progress, store_lock, stored_spec
+from ..store.study import HEARTBEAT_S, load_study, progress, store_lock, stored_spec
 from ..trial import OWNER_ATTR, TrialRecord, record_of
 from .store import SyncResult
 from .tracker import Tracker
 
-__all__ = ["records", "sync_study"]
+__all__ = ["OWNER_GRACE_S", "records", "sync_study"]
+
+OWNER_GRACE_S = 3 * HEARTBEAT_S  # a told trial's own process writes its run within seconds
 
 
 def records(
     study: optuna.Study, home: Home | None = None, me: str | None = None
 ) -> list[TrialRecord]:
     """Every finished trial's record (see `trial.record_of`). With `home`, not the trials of
-    another live process of that home (other than `me`): it writes their runs itself, and a
-    repair beside it would log their epochs a second time. They are repaired once it is gone."""
+    another process (other than `me`) that is still writing their runs: a repair beside it
+    would log their epochs a second time. That is a live process of this home, or, for one
+    that cannot be checked from here (another machine or home), a trial told less than
+    OWNER_GRACE_S ago. They are repaired once it is gone, or once the grace has passed."""
     found = []
+    now = dt.datetime.now()  # (Optuna keeps local times)
     for trial in study.get_trials(deepcopy=False):
         record = record_of(trial)
         if record is None:
             continue
         owner = trial.user_attrs.get(OWNER_ATTR)
-        if home is not None and owner and owner != me and owner_alive(home.owners, owner):
-            continue
+        if home is not None and owner and owner != me:
+            alive = owner_alive(home.owners, owner)
+            ended = trial.datetime_complete
+            recent = ended is not None and (now - ended).total_seconds() < OWNER_GRACE_S
+            if alive or (alive is None and recent):
+                continue
         found.append(record)
     return found
 

@@ -15,6 +15,7 @@ from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState
 
 from sweep.store.home import Home, Owner
+from sweep.track import sync
 from sweep.track.sync import records, sync_study
 from sweep.track.tracker import Tracker
 from sweep.trial import HISTORY_ATTR, OWNER_ATTR, History, Outcome, tell
@@ -152,9 +153,12 @@ def test_two_syncs_at_once_make_each_run_once(tmp_path: Path) -> None:
     assert set(trials.values()) == {1}
 
 
-def test_a_repair_leaves_the_runs_of_a_live_process_of_the_home_to_it(tmp_path: Path) -> None:
+def test_a_repair_leaves_the_runs_of_a_live_process_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A `sweep sync` beside a sweep that is still writing its runs would log their epochs
-    twice: its trials are left to it while it lives, and repaired once it is gone."""
+    twice: its trials are left to it while it lives (while its trials are fresh, for a process
+    that cannot be checked from here), and repaired once it is gone."""
     home = Home.resolve(tmp_path)
     sweeping = Owner(home)  # (this process stands for the sweep: its lock is held)
     study = a_study(owner=sweeping.name)
@@ -162,4 +166,8 @@ def test_a_repair_leaves_the_runs_of_a_live_process_of_the_home_to_it(tmp_path: 
     assert [r.number for r in records(study, home)] == [2]
     assert [r.number for r in records(study, home, me=sweeping.name)] == [0, 1, 2]
     sweeping.close()
+    elsewhere = a_study(owner="another-machine:4242")  # told just now
+    assert [r.number for r in records(elsewhere, home)] == [2]
+    monkeypatch.setattr(sync, "OWNER_GRACE_S", 0.0)  # ... and told long ago
+    assert [r.number for r in records(elsewhere, home)] == [0, 1, 2]
     assert [r.number for r in records(study, home)] == [0, 1, 2]
