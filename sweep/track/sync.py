@@ -12,6 +12,7 @@ no sweep is on the study.
 from __future__ import annotations
 
 import datetime as dt
+import socket
 
 import optuna
 
@@ -33,7 +34,7 @@ def records(
     """Every finished trial's record (see `trial.record_of`). With `home`, not the trials of
     another process (other than `me`) that is still writing their runs: a repair beside it
     would log their epochs a second time. That is a live process of this home, or, for one
-    that cannot be checked from here (another machine or home), a trial told less than
+    on another machine (which cannot be checked from here), a trial told less than
     OWNER_GRACE_S ago. They are repaired once it is gone, or once the grace has passed."""
     found = []
     now = dt.datetime.now()  # (Optuna keeps local times)
@@ -44,9 +45,12 @@ def records(
         owner = trial.user_attrs.get(OWNER_ATTR)
         if home is not None and owner and owner != me:
             alive = owner_alive(home.owners, owner)
+            # (on this machine, a process with no lock in the home has ended: its lock file
+            # goes with it; only another machine's cannot be checked)
+            elsewhere = owner.rpartition(":")[0] != socket.gethostname()
             ended = trial.datetime_complete
             recent = ended is not None and (now - ended).total_seconds() < OWNER_GRACE_S
-            if alive or (alive is None and recent):
+            if alive or (alive is None and elsewhere and recent):
                 continue
         found.append(record)
     return found
