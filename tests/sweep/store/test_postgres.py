@@ -100,6 +100,15 @@ def test_workers_opening_a_new_database_at_the_same_instant_all_join(
 SELECT_1 = sqlalchemy.text("SELECT 1")
 
 
+@pytest.fixture
+def ours(pg: Postgres) -> Iterator[sqlalchemy.Engine]:
+    """An engine on a database softsweep bounds (`waits.bound`)."""
+    waits.bound(pg["optuna"])
+    engine = sqlalchemy.create_engine(pg["optuna"])
+    yield engine
+    engine.dispose()
+
+
 @contextlib.contextmanager
 def hung_after_connecting(pg: Postgres, engine: sqlalchemy.Engine) -> Iterator[Any]:
     """A connection made while the server answered, then the server hung (woken at the end)."""
@@ -147,39 +156,29 @@ def test_nothing_was_deleted_by_a_delete_that_could_not_reach_the_database(
 
 
 def test_a_query_that_gets_no_answer_fails_at_the_bound(
-    pg: Postgres, monkeypatch: pytest.MonkeyPatch
+    pg: Postgres, ours: sqlalchemy.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(waits, "ANSWER_S", 1.5)
-    waits.bound(pg["optuna"])
-    engine = sqlalchemy.create_engine(pg["optuna"])
-    try:
-        with hung_after_connecting(pg, engine) as connection:
-            started = time.monotonic()
-            with pytest.raises(sqlalchemy.exc.OperationalError, match="did not answer within"):
-                connection.execute(SELECT_1)
-            assert time.monotonic() - started < 20  # (and without a bound it never ends)
-        with engine.connect() as connection:  # and the next call works once it answers
-            assert connection.execute(SELECT_1).scalar() == 1
-    finally:
-        engine.dispose()
+    with hung_after_connecting(pg, ours) as connection:
+        started = time.monotonic()
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="did not answer within"):
+            connection.execute(SELECT_1)
+        assert time.monotonic() - started < 20  # (and without a bound it never ends)
+    with ours.connect() as connection:  # and the next call works once it answers
+        assert connection.execute(SELECT_1).scalar() == 1
 
 
 def test_ctrl_c_ends_a_wait_on_a_hung_database_at_once(
-    pg: Postgres, monkeypatch: pytest.MonkeyPatch
+    pg: Postgres, ours: sqlalchemy.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(waits, "ANSWER_S", 120.0)
-    waits.bound(pg["optuna"])
-    engine = sqlalchemy.create_engine(pg["optuna"])
-    try:
-        with hung_after_connecting(pg, engine) as connection:
-            timer = ctrl_c_in(1.0)
-            started = time.monotonic()
-            with pytest.raises(KeyboardInterrupt, match=r"^$"):  # (the default handler's)
-                connection.execute(SELECT_1)
-            timer.join()
-            assert time.monotonic() - started < 20  # the bound is 120 s
-    finally:
-        engine.dispose()
+    with hung_after_connecting(pg, ours) as connection:
+        timer = ctrl_c_in(1.0)
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt, match=r"^$"):  # (the default handler's)
+            connection.execute(SELECT_1)
+        timer.join()
+        assert time.monotonic() - started < 20  # the bound is 120 s
 
 
 def test_a_connection_softsweep_did_not_open_waits_as_libpq_would(
