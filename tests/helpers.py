@@ -130,3 +130,19 @@ def wait_for_pause(process: subprocess.Popen[str], step: str) -> list[str]:
         if f"paused at {step}" in line:
             return seen
     raise AssertionError(f"never paused at {step}; stderr: {''.join(seen)}")
+
+
+def stored_trials(storage: str, study: str, *states: object) -> list:
+    """The trials (in `states`, or all) of `study` in an Optuna storage, or [] before the sweep
+    made the storage or the study. Reads only: `optuna.load_study` creates Optuna's tables when
+    they are missing, which would race the sweep that is making them."""
+    import optuna
+
+    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).exists():
+        return []  # connecting would create the file
+    try:
+        reader = optuna.storages.RDBStorage(storage, skip_table_creation=True)
+        found = optuna.load_study(study_name=study, storage=reader)
+    except (KeyError, optuna.exceptions.StorageInternalError):  # not made yet
+        return []
+    return found.get_trials(deepcopy=False, states=states or None)  # type: ignore[arg-type]

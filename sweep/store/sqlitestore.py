@@ -32,6 +32,14 @@ TABLES = {
     "MLflow tracking store": {"experiments", "runs", "metrics"},
     "Optuna storage": {"studies", "trials", "version_info"},
 }
+# All of Optuna's tables: a file holding only some of them is an Optuna storage half made by a
+# plain `optuna.load_study` (a notebook polling a sweep that has not made its store yet), which
+# Optuna completes on open. MLflow's stores are made by migrations, whole, by `open_store`.
+OPTUNA_TABLES = {
+    "studies", "study_directions", "study_system_attributes", "study_user_attributes",
+    "trial_heartbeats", "trial_intermediate_values", "trial_params", "trial_system_attributes",
+    "trial_user_attributes", "trial_values", "trials", "version_info",
+}  # fmt: skip
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -104,7 +112,8 @@ def check_sqlite_file(uri: str, kind: str, option: str) -> None:
         except sqlite3.Error as exc:
             problem = f"sqlite3: {exc}"
         else:
-            if tables and not TABLES[kind] <= tables:
+            half_made = kind == "Optuna storage" and tables <= OPTUNA_TABLES
+            if tables and not TABLES[kind] <= tables and not half_made:
                 others = [k for k, needed in TABLES.items() if k != kind and needed <= tables]
                 problem = (
                     f"it is an {others[0]}"

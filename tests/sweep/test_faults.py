@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from sweep.runner import GIVEN_BACK
 from sweep.trial import REASON_ATTR, outcome_of
-from tests.helpers import spec_text, wait_for_pause, write_idx_dataset
+from tests.helpers import spec_text, stored_trials, wait_for_pause, write_idx_dataset
 from tests.servers import free_port, mlflow_server, postgres
 
 pytestmark = [pytest.mark.slow]
@@ -56,12 +56,9 @@ def wait_for_complete(storage: str, study: str, n: int, process: subprocess.Pope
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            trials = optuna.load_study(study_name=study, storage=storage).get_trials(
-                states=(TrialState.COMPLETE,)
-            )
-            if len(trials) >= n:
+            if len(stored_trials(storage, study, TrialState.COMPLETE)) >= n:
                 return
-        except Exception:  # not created yet, or the storage is busy
+        except Exception:  # the storage is busy
             pass
         time.sleep(0.2)
     said = process.communicate(timeout=30)[1] if process.poll() is not None else ""

@@ -23,7 +23,13 @@ from optuna.trial import TrialState
 from sweep.cli import main
 from sweep.signals import Interrupted, Interrupts
 from sweep.store.notes import read_notes
-from tests.helpers import run_spec, spec_text, wait_for_pause, write_idx_dataset
+from tests.helpers import (
+    run_spec,
+    spec_text,
+    stored_trials,
+    wait_for_pause,
+    write_idx_dataset,
+)
 
 pytestmark = [pytest.mark.slow]
 
@@ -128,20 +134,14 @@ def test_a_workers_parent_stopped_takes_its_workers_with_it(
 ) -> None:
     path, home = grid_study(tmp_path, data_folder, epochs=40), tmp_path / "home"
     parent = sweep_process("run", str(path), "--home", str(home), "--workers", "2")
-    storage = f"sqlite:///{home / 'optuna.db'}"
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:  # until both workers hold a trial
+    while time.monotonic() < deadline and parent.poll() is None:  # until both workers train
         time.sleep(0.2)
-        try:
-            running = optuna.load_study(study_name="life", storage=storage).get_trials(
-                states=(TrialState.RUNNING,)
-            )
-        except (KeyError, Exception):  # the study does not exist yet
-            continue
+        running = stored_trials(f"sqlite:///{home / 'optuna.db'}", "life", TrialState.RUNNING)
         if len({t.user_attrs.get("worker") for t in running} - {None}) == 2:
             break
     else:
-        raise AssertionError("the two workers never both trained")
+        raise AssertionError(f"the two workers never both trained: {parent.communicate()}")
     parent.send_signal(signum)
     parent.communicate(timeout=60)
     assert parent.returncode == EXIT[signum]
@@ -226,17 +226,11 @@ def test_a_lost_worker_is_a_warning_when_the_others_finish_the_study(
 ) -> None:
     path, home = grid_study(tmp_path, data_folder, epochs=40), tmp_path / "home"
     parent = sweep_process("run", str(path), "--home", str(home), "--workers", "2")
-    storage = f"sqlite:///{home / 'optuna.db'}"
     victim = None
     deadline = time.monotonic() + 90
-    while victim is None and time.monotonic() < deadline:
+    while victim is None and time.monotonic() < deadline and parent.poll() is None:
         time.sleep(0.2)
-        try:
-            running = optuna.load_study(study_name="life", storage=storage).get_trials(
-                states=(TrialState.RUNNING,)
-            )
-        except Exception:  # the study does not exist yet
-            continue
+        running = stored_trials(f"sqlite:///{home / 'optuna.db'}", "life", TrialState.RUNNING)
         workers = {t.user_attrs.get("worker") for t in running} - {None}
         if len(workers) == 2:
             victim = int(sorted(workers)[0].rsplit(":", 1)[1])

@@ -101,6 +101,23 @@ def test_new_files_and_each_programs_own_file_pass(tmp_path: Path) -> None:
     check_sqlite_file(f"sqlite:///{optuna_file}", "Optuna storage", "--storage")
 
 
+def test_an_optuna_file_half_made_by_a_plain_optuna_reader_is_completed_not_refused(
+    tmp_path: Path,
+) -> None:
+    """The tables a polling `optuna.load_study` had made when a sweep checked the file in CI."""
+    half = tmp_path / "optuna.db"
+    with closing(sqlite3.connect(half)) as db:
+        for table in ("studies", "study_directions", "study_user_attributes", "version_info"):
+            db.execute(f"CREATE TABLE {table} (x INTEGER)")
+    check_sqlite_file(f"sqlite:///{half}", "Optuna storage", "--storage")
+    other = tmp_path / "other.db"
+    with closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE studies (x INTEGER)")
+        db.execute("CREATE TABLE invoices (x INTEGER)")  # not Optuna's
+    with pytest.raises(RuntimeError, match="its tables are another program's: invoices, studies"):
+        check_sqlite_file(f"sqlite:///{other}", "Optuna storage", "--storage")
+
+
 # A writer killed (kill -9) with its transaction half written to the file: its rollback journal
 # is hot, and the next opener has to roll it back before reading anything.
 KILLED_WRITER = """
