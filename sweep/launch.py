@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.exceptions import StorageInternalError
@@ -32,6 +33,7 @@ from .spec import StudySpec
 from .store.home import Home, Owner
 from .store.notes import read_notes, write_notes
 from .store.study import HEARTBEAT_S, enqueue_missing, open_study, progress, store_lock
+from .track.inputs import describe_data
 from .track.probes import describe
 from .track.sync import records
 from .track.tracker import Tracker
@@ -176,8 +178,8 @@ def run_study(
                 spec, home, heartbeat_s=heartbeat_s, close_run=tracker.fail_trial_runs
             )
             owner = Owner(home)
-            _describe(study, storage, spec, data)
-            tracker.set_fixed_params(_fixed_params(spec, data))
+            described = _describe(study, storage, spec, data)
+            tracker.set_fixed_params(_fixed_params(spec, data), described)
             tracker.start_study(spec.name, spec.as_params(), spec.text)
             # Runs a killed process (or a tracking server that was down) left behind.
             tracker.sync_in_background(spec.name, records(study, home, owner.name))
@@ -255,7 +257,7 @@ def prepare_study(spec: StudySpec, home: Home) -> int:
     without training: the one-shot step before workers start (`sweep create`). Returns the
     number of cells queued. Safe to repeat."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    load_data(spec)  # data that `sweep run` would refuse (a val_size past it) is refused now
+    data = load_data(spec)  # data that `sweep run` would refuse (a val_size past it) is refused now
     tracker = Tracker(
         home.tracking_uri,
         spec.name,
@@ -264,8 +266,7 @@ def prepare_study(spec: StudySpec, home: Home) -> int:
     )
     try:
         study, storage = open_study(spec, home)
-        if spec.text:
-            write_notes(study, storage, {"spec_toml": spec.text})
+        tracker.set_fixed_params(_fixed_params(spec, data), _describe(study, storage, spec, data))
         tracker.start_study(spec.name, spec.as_params(), spec.text)
         now = progress(study, spec.grid_size is not None)
         return enqueue_missing(study, spec, now) if not now.waiting else 0
@@ -275,21 +276,38 @@ def prepare_study(spec: StudySpec, home: Home) -> int:
 
 def _describe(
     study: optuna.Study, storage: RDBStorage, spec: StudySpec, data: engine.Dataset
-) -> None:
-    """What a report needs to know about a study later, stored on it: the study file, the
-    data's image shape and class names, and the naive vs vectorized timings (~1 s, once);
-    the dataset's name is the one user attribute `optuna studies` shows."""
+) -> dict[str, Any]:
+    """What a report or a repair needs to know about a study later, stored on it: the study
+    file, the data's image shape and class names, the data as its MLflow runs show it (returned
+    too), and the naive vs vectorized timings (~1 s, once); the dataset's name is the one user
+    attribute `optuna studies` shows."""
     if study.user_attrs.get("dataset") != spec.dataset:
         study.set_user_attr("dataset", spec.dataset)
+    preprocessing = (
+        "standardized (training mean and std)"
+        if spec.standardize
+        else "centred (training mean)"
+        if spec.center
+        else "pixels / 255"
+    )
+    described = describe_data(
+        data,
+        study_file=spec.source,
+        val_size=int(data.X_val.shape[0]),
+        split_seed=spec.data_seed,
+        preprocessing=preprocessing,
+    )
     notes: dict[str, object] = {
         "image_shape": list(data.image_shape),
         "class_names": list(data.class_names),
+        "data": described,
     }
     if spec.text:
         notes["spec_toml"] = spec.text
     if "loss_timing" not in read_notes(study, storage):
         notes["loss_timing"] = _timing(data, spec.seed)
     write_notes(study, storage, notes)
+    return described
 
 
 def _timing(data: engine.Dataset, seed: int) -> dict[str, object]:

@@ -38,6 +38,7 @@ class Dataset:
     # these (a quarter of the bytes of float32 rows) and decodes each batch in cache.
     pixels_train: np.ndarray | None = field(default=None, repr=False)
     decoder: PixelDecoder | None = field(default=None, repr=False)
+    source: str = ""  # the folder the files were read from ("" for arrays built in memory)
 
     def __post_init__(self) -> None:
         n_classes = len(self.class_names)
@@ -104,6 +105,7 @@ def make_dataset(
     center: bool,
     dtype: np.dtype | type,
     standardize: bool = False,
+    source: str = "",
 ) -> Dataset:
     """Split, scale and (optionally) centre or standardize uint8 images (N, *image_shape) into a
     Dataset (`PixelDecoder` holds the formulas)."""
@@ -167,6 +169,7 @@ def make_dataset(
         class_names=tuple(class_names),
         pixels_train=pixels_train,
         decoder=decoder,
+        source=source,
     )
 
 
@@ -267,4 +270,5 @@ def load_dataset(
         center=center,
         standardize=standardize,
         dtype=dtype,
+        source=str(Path(folder).resolve()),
     )

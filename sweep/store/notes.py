@@ -17,7 +17,7 @@ from optuna.storages import BaseStorage, get_storage
 
 __all__ = ["NOTES", "read_notes", "write_notes"]
 
-NOTES = ("identity", "spec_toml", "image_shape", "class_names", "loss_timing")
+NOTES = ("identity", "spec_toml", "image_shape", "class_names", "loss_timing", "data")
 _PREFIX = "softsweep:"
 
 

@@ -21,6 +21,7 @@ from ..store.home import safe_url
 from ..store.sqlitestore import open_store, sqlite_path
 from ..store.waits import bound
 from ..trial import CHARTED, Params, TrialRecord
+from .inputs import SPLITS, dataset_inputs, source_tags
 
 __all__ = [
     "MlflowStore",
@@ -42,6 +43,9 @@ class SyncResult:
     run_ids: dict[int, str] = field(default_factory=dict)  # every synced trial's run
     study_run: str = ""  # the study run's status after the sync, and whether the sync ended it
     study_run_ended: bool = False
+
+
+TRIAL_SPLITS = ("train", "val")  # a trial never sees the test split
 
 
 def EXPERIMENT_TAGS(study_name: str) -> dict[str, str]:  # noqa: N802 (a constant's table)
@@ -126,6 +130,7 @@ class MlflowStore:
         t0 = time.perf_counter()
         self.tracking_uri = tracking_uri
         self.fixed_params = dict(fixed_params)
+        self.data: dict[str, Any] | None = None  # `inputs.describe_data`: the runs' inputs
         self.parent_id: str | None = None
         self.with_params: set[str] = set()  # runs whose params start_trial logged
         self.live_epochs: dict[str, int] = {}  # run -> epochs logged while it trained
@@ -186,8 +191,10 @@ class MlflowStore:
                 raise
             return str(found.experiment_id)
 
-    def set_fixed(self, params: Mapping[str, str]) -> None:
+    def set_fixed(self, params: Mapping[str, str], data: Mapping[str, Any] | None) -> None:
         self.fixed_params.update(params)
+        if data:
+            self.data = dict(data)
 
     def find_study_run(self, study_name: str) -> str | None:
         query = f"tags.`softsweep.role` = 'study' and tags.`optuna.study` = '{study_name}'"
@@ -214,7 +221,7 @@ class MlflowStore:
         run = self.client.create_run(
             self.experiment_id,
             run_name=study_name,
-            tags={"softsweep.role": "study", "optuna.study": study_name},
+            tags={"softsweep.role": "study", "optuna.study": study_name, **source_tags(self.data)},
         )
         oldest = self.find_study_run(study_name)
         if oldest is not None and oldest != run.info.run_id:  # another worker was first
@@ -225,6 +232,8 @@ class MlflowStore:
 
         parent = str(run.info.run_id)
         self.client.log_batch(parent, params=[Param(k, v) for k, v in params.items()])
+        if self.data:  # the test split too: the study's run holds its one evaluation
+            self.client.log_inputs(parent, datasets=dataset_inputs(self.data, tuple(SPLITS)))
         if spec_text:
             self.client.log_text(parent, spec_text, "study.toml")
         return parent
@@ -249,6 +258,7 @@ class MlflowStore:
             }
             if self.parent_id:  # not MLflow's parentRunId: the UI would fold every trial
                 tags["softsweep.study_run"] = self.parent_id  # into one collapsed row
+            tags.update(source_tags(self.data))
             run = self.client.create_run(
                 self.experiment_id,
                 start_time=started_ms,
@@ -262,6 +272,8 @@ class MlflowStore:
                     self.with_params.add(run_id)
                 except Exception:  # logged again, and any error reported, when it finishes
                     pass
+            if self.data:
+                self.client.log_inputs(run_id, datasets=dataset_inputs(self.data, TRIAL_SPLITS))
             return run_id
         finally:
             self.busy_s += time.perf_counter() - t0

@@ -18,6 +18,7 @@ import optuna
 
 from ..closing import study_summary
 from ..store.home import Home, owner_alive
+from ..store.notes import read_notes
 from ..store.study import HEARTBEAT_S, load_study, progress, store_lock, stored_spec
 from ..trial import OWNER_ATTR, TrialRecord, record_of
 from .store import SyncResult
@@ -66,6 +67,8 @@ def sync_study(study_name: str, home: Home) -> SyncResult:
         artifact_root=home.artifact_root,
         repair_lock=lambda: store_lock(home.storage, "repair"),
     )
+    # the data behind the runs it rebuilds, as the sweep described it
+    tracker.set_fixed_params({}, read_notes(stored, home.storage).get("data"))
     try:
         if tracker.find_study_run(study_name) is None:  # (a new or emptied MLflow store)
             tracker.start_study(study_name, spec.as_params(), spec.text)

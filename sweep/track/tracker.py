@@ -191,9 +191,12 @@ class Tracker:
         """Wait for the store (raises what connecting to it raised)."""
         self._wait(self._connected)
 
-    def set_fixed_params(self, params: Mapping[str, str]) -> None:
-        """Params every trial run gets besides its own (for the runs created from now on)."""
-        self._call(MlflowStore.set_fixed, dict(params))
+    def set_fixed_params(
+        self, params: Mapping[str, str], data: Mapping[str, Any] | None = None
+    ) -> None:
+        """Params every trial run gets besides its own, and the data behind every run
+        (`inputs.describe_data`), for the runs created from now on."""
+        self._call(MlflowStore.set_fixed, dict(params), data)
 
     # -- the study's run ---------------------------------------------------------------------
     def start_study(self, study_name: str, params: Mapping[str, str], spec_text: str) -> None:
