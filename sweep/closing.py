@@ -8,6 +8,7 @@ what it still holds in memory (weights, curves).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from .runner import LoopResult
 from .signals import checkpoint
 from .spec import StudySpec
 from .store.home import Home
+from .track.model import save_model
 from .track.tracker import Tracker
 from .trial import RUN_ID_ATTR, TESTED_ATTR, Outcome, Params, outcome_of, test_evaluations
 
@@ -140,6 +142,13 @@ def close_study(
         closing.test_evaluations = tested
         if weights is not None:
             known = {**known, best.number: weights}
+            if data.decoder is not None and data.pixels_train is not None:
+                save = partial(
+                    save_model, weights=weights, decoder=data.decoder,
+                    image_shape=data.image_shape, class_names=data.class_names,
+                    example=data.pixels_train[:3],
+                )  # fmt: skip
+                tracker.log_best_model(spec.name, best.number, save)
     if stopped:
         study.set_user_attr("stopped", stopped)
     elif study.user_attrs.get("stopped"):

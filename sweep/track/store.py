@@ -22,6 +22,7 @@ from ..store.sqlitestore import open_store, sqlite_path
 from ..store.waits import bound
 from ..trial import CHARTED, Params, TrialRecord
 from .inputs import SPLITS, dataset_inputs, source_tags
+from .model import log_best_model
 
 __all__ = [
     "MlflowStore",
@@ -399,6 +400,14 @@ class MlflowStore:
         if run is None:
             raise RuntimeError(f"trial #{number} of study {study_name!r} has no run")
         self.log_weights(str(run.info.run_id), weights)
+
+    def log_best_model(self, study_name: str, number: int, save: Any) -> str | None:
+        """`model.log_best_model` for trial `number`'s run: the version registered, or None."""
+        run = self.trial_runs(study_name).get(number)
+        if run is None:
+            raise RuntimeError(f"trial #{number} of study {study_name!r} has no run")
+        run_id = str(run.info.run_id)
+        return log_best_model(self.client, self.experiment_id, run_id, study_name, number, save)
 
     def log_weights(self, run_id: str, weights: np.ndarray) -> None:
         with tempfile.TemporaryDirectory() as tmp:

@@ -44,6 +44,19 @@ LIVE_INTERVAL_S = 2.0
 REFUSALS = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS"}
 
 
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method`, returning what it raised instead: a model that cannot be registered is a
+    warning, and no reason to leave the store alone."""
+
+    def guarded(store: MlflowStore, *args: Any) -> Any:
+        try:
+            return method(store, *args)
+        except Exception as exc:
+            return exc
+
+    return guarded
+
+
 class Tracker:
     """A study's MLflow calls, run in order in one background thread that owns the store.
 
@@ -95,6 +108,7 @@ class Tracker:
         )
         self._study_started: Future[str] | None = None
         self._pending: list[Future[Any]] = []  # writes whose outcome `flush` collects
+        self._model: Future[Any] | None = None  # `log_best_model`, waited for by finish_study
         # Live epochs not handed to the thread yet, the job writing the last ones, and when the
         # group's last job was handed over (its first epoch, for a new group).
         self.live_interval_s = live_interval_s
@@ -233,6 +247,11 @@ class Tracker:
         if parent is not None:
             self._try("report artifacts", MlflowStore.log_reports, parent, list(files))
 
+    def log_best_model(self, study_name: str, number: int, save: Callable[[Path], Path]) -> None:
+        """The best trial as an MLflow Model, registered (`model.log_best_model`): in the
+        thread, while the report is drawn; `finish_study` waits for it with the other writes."""
+        self._model = self._call(_guarded(MlflowStore.log_best_model), study_name, number, save)
+
     def finish_study(
         self,
         metrics: Mapping[str, float],
@@ -241,6 +260,11 @@ class Tracker:
         sweep_s: float = 0.0,
     ) -> None:
         self.flush()
+        if self._model is not None:
+            made = self._wait(self._model)
+            if isinstance(made, Exception):
+                self.errors.append(f"best model: {describe(made)}")
+            self._model = None
         parent = self._parent()
         if parent is not None:
             args = (parent, dict(metrics), dict(tags), status, sweep_s)
