@@ -107,6 +107,7 @@ class Deletion:
         lines = [
             f"study {self.study!r}: {self.trials} trials in the Optuna storage",
             "its MLflow experiment and runs (moved to MLflow's trash, renamed)",
+            "its registered MLflow model (the study's best trials), if it has one",
         ]
         if self.report:
             lines.append(f"its report folder {self.report}")
@@ -163,7 +164,13 @@ def delete_study(plan: Deletion, home: Home) -> int:
         client = writer(home.tracking_uri)
         found = client.get_experiment_by_name(plan.study)
         if found is not None:
-            runs = len(client.search_runs([found.experiment_id], max_results=50000))
+            listed = client.search_runs([found.experiment_id], max_results=50000)
+            runs = len(listed)
+            # The registered model named after the study, if it is the study's own (every
+            # version from one of its runs): it was made from them.
+            versions = client.search_model_versions(f"name = '{plan.study}'")
+            if versions and {v.run_id for v in versions} <= {r.info.run_id for r in listed}:
+                client.delete_registered_model(plan.study)
             # Renamed first: MLflow keeps a deleted experiment's name taken.
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             client.rename_experiment(found.experiment_id, f"{plan.study} (deleted {stamp})")

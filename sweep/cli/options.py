@@ -41,8 +41,8 @@ def friendly_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (ValueError, TypeError, FileNotFoundError) as exc:
             fail(str(exc), EXIT_USAGE)
-        except RuntimeError as exc:
-            fail(str(exc), EXIT_FAILURE)
+        except RuntimeError as exc:  # (one with no message still says what it was)
+            fail(str(exc) or f"{type(exc).__name__} (no message)", EXIT_FAILURE)
         except BrokenPipeError:  # `sweep runs | head`: the reader has what it wanted
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # (Python's documented way out of EPIPE)

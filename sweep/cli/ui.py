@@ -72,23 +72,54 @@ def ui(home: Path | None, port: int) -> None:
 
     base = f"http://127.0.0.1:{port}"
     click.echo(f"MLflow UI: {base}  (Ctrl-C to stop)")
-    for name, experiment_id in sorted(study_experiments(where.tracking_uri).items()):
-        click.echo(f"  {name}: {runs_link(base, experiment_id)}")
+    for name, (experiment_id, view) in sorted(study_experiments(where.tracking_uri).items()):
+        click.echo(f"  {name}: {runs_link(base, experiment_id, view)}")
+    log = _log_file(where.folder)
+    click.echo(f"server log: {log}")
     sys.stdout.flush()  # the links now, even into a pipe, not when the server stops
-    sys.exit(serve_ui(where.tracking_uri, port))
+    code = serve_ui(where.tracking_uri, port, log)
+    if code not in (0, -signal.SIGTERM):
+        fail(f"the MLflow UI stopped (exit {code}); the end of its log {log}:\n{_tail(log)}", 1)
+    sys.exit(0)
 
 
-def serve_ui(tracking_uri: str, port: int) -> int:
+def _log_file(folder: Path) -> Path:
+    """Where the server's own output goes (its warnings and request lines would bury the
+    links): the home, or the temporary folder if the home cannot be written."""
+    import tempfile
+
+    for place in (folder, Path(tempfile.gettempdir())):
+        path = place / "mlflow-ui.log"
+        try:
+            with open(path, "ab"):
+                return path
+        except OSError:
+            continue
+    return Path(os.devnull)
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(unreadable)"
+
+
+def serve_ui(tracking_uri: str, port: int, log: Path) -> int:
     """`mlflow ui` on the store, bound to 127.0.0.1, until it exits or this process is told to
-    stop (Ctrl-C, SIGTERM, SIGHUP: a closed terminal). MLflow starts a tree of processes: it
-    gets its own process group, and the group goes down with this process."""
+    stop (Ctrl-C, SIGTERM, SIGHUP: a closed terminal), its output appended to `log`. MLflow
+    starts a tree of processes: it gets its own process group, and the group goes down with
+    this process."""
     command = [
         sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri,
         "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     # The UI needs none of the server's job machinery (several extra processes, ~1-2 GiB).
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    server = subprocess.Popen(command, env=env, start_new_session=True)
+    with open(log, "ab") as out:
+        server = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     watchdog = None
     if sys.platform.startswith("linux"):
         watched = {**os.environ, PARENT_ENV: str(os.getpid())}
@@ -115,15 +146,20 @@ def serve_ui(tracking_uri: str, port: int) -> int:
                 os.killpg(server.pid, signal.SIGKILL)
 
 
-def runs_link(base: str, experiment_id: str) -> str:
-    """A study's trial runs in the MLflow UI, best first. MLflow 3.17's UI opens in its GenAI
-    view unless the link asks for model training; the filter leaves the study's own run out."""
+def runs_link(base: str, experiment_id: str, view: bool = True) -> str:
+    """A study's trial runs in the MLflow UI, best first, with the result and the params as
+    columns (the experiment's shared view `VIEW_KEY`; an experiment from an older softsweep
+    has none: the filter and the order then go in the link). MLflow 3.17's UI opens in its
+    GenAI view unless the link asks for model training."""
     from urllib.parse import urlencode
 
-    query = {
-        "workflowType": "machine_learning",
-        "searchFilter": "tags.`softsweep.role` = 'trial'",
-        "orderByKey": "metrics.`val_accuracy`",
-        "orderByAsc": "false",
-    }
+    from ..track.store import VIEW_KEY
+
+    query = {"workflowType": "machine_learning"}
+    if view:
+        query["viewStateShareKey"] = VIEW_KEY
+    else:
+        query["searchFilter"] = "tags.`softsweep.role` = 'trial'"
+        query["orderByKey"] = "metrics.`val_accuracy`"
+        query["orderByAsc"] = "false"
     return f"{base}/#/experiments/{experiment_id}/runs?{urlencode(query)}"

@@ -25,6 +25,7 @@ from .inputs import SPLITS, dataset_inputs, source_tags
 from .model import log_best_model
 
 __all__ = [
+    "VIEW_KEY",
     "MlflowStore",
     "SyncResult",
     "read_trial_runs",
@@ -49,10 +50,31 @@ class SyncResult:
 TRIAL_SPLITS = ("train", "val")  # a trial never sees the test split
 
 
+# A view of the runs table that MLflow's UI opens at `?viewStateShareKey=softsweep-trials` (its
+# "share view" keeps them as experiment tags): the trials only, best first, with the result and
+# the params as columns (a new browser shows none otherwise, and 29 to pick from by hand).
+VIEW_KEY = "softsweep-trials"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+TRIAL_VIEW = {
+    "searchFilter": "tags.`softsweep.role` = 'trial'",
+    "orderByKey": "metrics.`val_accuracy`",
+    "orderByAsc": False,
+    "selectedColumns": [
+        "metrics.`val_accuracy`", "metrics.`best_val_accuracy`", "params.`learning_rate`",
+        "params.`reg`", "params.`batch_size`", "tags.`softsweep.outcome`",
+        "attributes.`Dataset`", "attributes.`Models`", "attributes.`Source`",
+    ],
+}  # fmt: skip
+
+
 def EXPERIMENT_TAGS(study_name: str) -> dict[str, str]:  # noqa: N802 (a constant's table)
     """An experiment's tags: MLflow 3.17's UI opens an experiment in its GenAI view unless
-    `mlflow.experimentKind` says otherwise; the note is the experiment's description."""
+    `mlflow.experimentKind` says otherwise; the note is the experiment's description; the
+    trials' view (`TRIAL_VIEW`)."""
+    import json
+
     return {
+        VIEW_TAG: json.dumps(TRIAL_VIEW),
         "mlflow.experimentKind": "custom_model_development",
         "mlflow.note.content": (
             f"softsweep study {study_name}: softmax classifiers, one run per Optuna trial "
@@ -170,7 +192,7 @@ class MlflowStore:
                 "trash) and run the command again; `sweep sync` then rebuilds its runs."
             )
         if found is not None:
-            if create and "mlflow.experimentKind" not in found.tags:  # made by an older softsweep
+            if create and VIEW_TAG not in found.tags:  # made by an older softsweep
                 for key, value in EXPERIMENT_TAGS(experiment).items():
                     self.client.set_experiment_tag(found.experiment_id, key, value)
             return str(found.experiment_id)
@@ -513,10 +535,13 @@ def reader(tracking_uri: str) -> Any:
     return _client(tracking_uri, read_only=True)
 
 
-def study_experiments(tracking_uri: str) -> dict[str, str]:
-    """The studies' experiments in a store: name -> experiment id (MLflow's Default left out)."""
+def study_experiments(tracking_uri: str) -> dict[str, tuple[str, bool]]:
+    """The studies' experiments in a store: name -> (experiment id, whether it has the trials'
+    view `VIEW_KEY`) (MLflow's Default left out)."""
     found = reader(tracking_uri).search_experiments()
-    return {e.name: str(e.experiment_id) for e in found if e.name != "Default"}
+    return {
+        e.name: (str(e.experiment_id), VIEW_TAG in e.tags) for e in found if e.name != "Default"
+    }
 
 
 def writer(tracking_uri: str) -> Any:

@@ -261,7 +261,10 @@ class Tracker:
     ) -> None:
         self.flush()
         if self._model is not None:
-            made = self._wait(self._model)
+            try:  # (raises if the store was left alone: the job did not run)
+                made = self._wait(self._model)
+            except Exception as exc:
+                made = exc
             if isinstance(made, Exception):
                 self.errors.append(f"best model: {describe(made)}")
             self._model = None

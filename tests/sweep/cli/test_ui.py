@@ -56,20 +56,24 @@ def test_sweep_ui_takes_its_mlflow_server_with_it(home: Path, signum: int) -> No
     port = free_port()
     ui = subprocess.Popen(
         [sys.executable, "-m", "sweep", "ui", "--home", str(home), "--port", str(port)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert ui.stdout is not None
-    said = [ui.stdout.readline(), ui.stdout.readline()]
+    said = [ui.stdout.readline(), ui.stdout.readline(), ui.stdout.readline()]
     # A deep link to each study's trials, best first, in MLflow's model-training view (not its
     # GenAI one); the browser test checks where it lands.
     link = f"  ui: http://127.0.0.1:{port}/#/experiments/1/runs?workflowType=machine_learning"
-    assert said[1].startswith(link + "&searchFilter=tags."), said
+    assert said[1] == link + "&viewStateShareKey=softsweep-trials\n", said
+    assert said[2] == f"server log: {home / 'mlflow-ui.log'}\n"  # MLflow's output goes there
     deadline = time.monotonic() + 90
     while not serving(port):
         assert time.monotonic() < deadline and ui.poll() is None, "sweep ui did not start"
         time.sleep(0.5)
     ui.send_signal(signum)
-    ui.wait(timeout=30)
+    _, err = ui.communicate(timeout=30)
+    if signum == signal.SIGHUP:
+        assert err == ""  # nothing of MLflow's under the links
+        assert "Uvicorn running on" in (home / "mlflow-ui.log").read_text()
     deadline = time.monotonic() + 20
     while (serving(port) or processes_with(f"--port\0{port}")) and time.monotonic() < deadline:
         time.sleep(0.2)

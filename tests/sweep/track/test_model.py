@@ -141,3 +141,17 @@ def test_mlflow_models_serve_answers_with_the_registered_model(
         with urllib.request.urlopen(request, timeout=30) as reply:
             answer = json.loads(reply.read())
     assert answer["predictions"] == expected.tolist()
+
+
+def test_deleting_the_study_deletes_its_registered_model_and_no_other(
+    folder: Path, tmp_path: Path
+) -> None:
+    from sweep.admin import delete_study, plan_deletion
+
+    run_spec(spec_text("gone", folder, n_trials=2, batch="[16]", **TEXT), tmp_path / "home")
+    home = Home.resolve(tmp_path / "home")
+    client = MlflowClient(tracking_uri=home.tracking_uri)
+    client.create_registered_model("someone-elses")
+    assert [v.version for v in client.search_model_versions("name = 'gone'")] == ["1"]
+    delete_study(plan_deletion("gone", home), home)
+    assert [m.name for m in client.search_registered_models()] == ["someone-elses"]
