@@ -152,6 +152,6 @@ def test_deleting_the_study_deletes_its_registered_model_and_no_other(
     home = Home.resolve(tmp_path / "home")
     client = MlflowClient(tracking_uri=home.tracking_uri)
     client.create_registered_model("someone-elses")
-    assert [v.version for v in client.search_model_versions("name = 'gone'")] == ["1"]
+    assert [int(v.version) for v in client.search_model_versions("name = 'gone'")] == [1]
     delete_study(plan_deletion("gone", home), home)
     assert [m.name for m in client.search_registered_models()] == ["someone-elses"]
