@@ -6,7 +6,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
+
+# In a Jupyter kernel without ipywidgets, `import optuna` warns that tqdm's widget bar is missing
+# (its progress bar module imports tqdm.auto), in the cell's output; `sweep.run` draws tqdm's
+# text bar there instead, so the warning says nothing a user of softsweep needs.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 __all__ = ["SweepResult", "load_history", "load_runs", "run"]
 
