@@ -1,43 +1,22 @@
 """Mini-batch SGD for softmax regression: `train` for one model, `train_many` for K side by side.
 
-Both run the same kernel. The K models' weights live in one (D + 1, C * K) array, class c of
-model k in column c*K + k and the bias in the last row. Per mini-batch:
-
-    S  = Xb @ W[:D] + W[D]            # (n, C*K)  one GEMM for every model's scores
-    P  = softmax per model            # in place in S
-    G  = [Xb.T @ (P - Y) ; sum_rows]  # (D + 1, C*K)  one GEMM for every model's gradient
-    W  = W * (1 - 2 lr_k(t) reg_k) - (lr_k(t) / n) * G   # per-column learning rate and reg
-
-which is plain SGD on the loss of `engine.losses` (bias regularized too), with the learning rate
-and reg as per-column vectors; lr_k(t) = lr_k * f_k(t) follows model k's schedule
-(`engine.schedule`: constant, step or cosine). Every model of a call shares the seed: the same
-initial weights and the same batch order, so `train_many(configs)[k]` is `train(configs[k])` up
-to the rounding of a wider GEMM.
-
-Why it is fast on a CPU:
-- Batches are gathered from the training split's uint8 pixels (a quarter of float32's bytes)
-  with `np.take(..., out=)` into reused buffers and decoded in cache by the same function that
-  built X_train, so the numbers are identical. Indices are sorted inside each batch (the batch is
-  the same set, only read in memory order).
-- Every buffer is allocated once per group; the inner loop allocates only (n, K)-sized arrays.
-- Skinny GEMMs (10 output columns) run far below the BLAS peak; K models make them K times
-  wider. OpenBLAS's threads stay on: on 2 cores they halve even the 10-column GEMMs.
-- A model that diverges or is stopped is compacted out of the stack, so it costs nothing after.
+Both check their arguments here and run the kernel of `engine.group` (the K models' weights in
+one (D + 1, C * K) array, one GEMM forward and one backward per mini-batch for all of them).
+Every model of a call shares the seed: the same initial weights and the same batch order, so
+`train_many(configs)[k]` is `train(configs[k])` up to the rounding of a wider GEMM.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 
 from .data.dataset import Dataset
-from .losses import add_bias, softmax_loss_naive
-from .schedule import Factors, Schedule
+from .group import VAL_CHUNK, Group, Metrics, OnEpochMany, TrainResult
+from .schedule import Schedule
 
 __all__ = [
     "MAX_GROUP",
@@ -50,44 +29,14 @@ __all__ = [
     "train_many",
 ]
 
-Status = Literal["completed", "diverged", "stopped"]
-Metrics = dict[str, float]
-# One model: return True to stop it. Many: return the indices (into configs) to stop.
+# One model: return True to stop it.
 OnEpoch = Callable[[int, Metrics], object]
-OnEpochMany = Callable[[int, Mapping[int, Metrics]], Iterable[int] | None]
 
 # Groups larger than this are trained in consecutive chunks (same results: every chunk uses the
 # same seed). At D=784, C=10 a model costs ~110 KB of group state, so 512 models are ~60 MB;
 # past a few hundred models the GEMMs are as wide as they get and nothing more is gained.
 MAX_GROUP = 512
-_VAL_CHUNK = 2048  # rows of the validation set scored at once
 CONSTANT = Schedule()
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """One model's outcome. `weights` is (D + 1, C) with the bias last, or None if it diverged."""
-
-    learning_rate: float
-    reg: float
-    batch_size: int
-    epochs: int
-    status: Status
-    weights: np.ndarray | None = field(repr=False)
-    history: tuple[Metrics, ...]
-    end_epoch: int  # the last epoch run (where it diverged or was stopped, or `epochs`)
-    reason: str = ""
-    timings: Mapping[str, float] = field(default_factory=dict)  # seconds per phase, whole group
-    group_size: int = 1
-
-    @property
-    def val_accuracy(self) -> float:
-        """Validation accuracy after the last completed epoch (NaN if none completed)."""
-        return self.history[-1]["val_accuracy"] if self.history else math.nan
-
-    @property
-    def best_val_accuracy(self) -> float:
-        return max((h["val_accuracy"] for h in self.history), default=math.nan)
 
 
 def predict(W: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -118,7 +67,7 @@ def group_memory_bytes(
 ) -> int:
     """Bytes a group of `n_models` allocates besides the shared data: grows as K*(D*C + B*C)."""
     per_model = 2 * (data.n_features + 1) * data.n_classes  # W and G
-    per_model += batch_size * data.n_classes + _VAL_CHUNK * data.n_classes  # S and val scores
+    per_model += batch_size * data.n_classes + VAL_CHUNK * data.n_classes  # S and val scores
     return int(n_models * per_model * np.dtype(dtype).itemsize)
 
 
@@ -202,7 +151,7 @@ def train(
     batch_size, epochs, dt = _check_common(data, batch_size, epochs, dtype)
     lr, rg = _check_config(learning_rate, reg)
     schedules = _check_schedules(schedule, 1)
-    group = _Group(data, [(lr, rg)], schedules, batch_size, epochs, seed, dt, callback)
+    group = Group(data, [(lr, rg)], schedules, batch_size, epochs, seed, dt, callback)
     return group.run(naive=loss == "naive")[0]
 
 
@@ -248,7 +197,7 @@ def train_many(
     for start in range(0, len(checked), max_group):
         chunk = slice(start, start + max_group)
         callback = _shifted(on_epoch, start) if on_epoch is not None and start else on_epoch
-        group = _Group(
+        group = Group(
             data, checked[chunk], schedules[chunk], batch_size, epochs, seed, dt, callback
         )
         results += group.run(naive=loss == "naive")
@@ -279,266 +228,3 @@ def _shifted(user: OnEpochMany, offset: int) -> OnEpochMany:
         return [k - offset for k in asked]
 
     return callback
-
-
-class _Batches:
-    """Gathers shuffled mini-batches into one reused (B, D) buffer."""
-
-    def __init__(self, data: Dataset, batch_size: int, dtype: np.dtype) -> None:
-        self.x = np.empty((batch_size, data.n_features), dtype=dtype)
-        self.decoder = data.decoder if data.decoder and data.decoder.dtype == dtype else None
-        self.source: np.ndarray
-        if self.decoder is not None and data.pixels_train is not None:
-            self.source = data.pixels_train
-            self.raw = np.empty((batch_size, data.n_features), dtype=np.uint8)
-        else:  # a Dataset built from float arrays: gather the floats themselves
-            self.source = data.X_train.astype(dtype, copy=False)
-
-    def fill(self, idx: np.ndarray) -> np.ndarray:
-        n = idx.shape[0]
-        if self.decoder is not None:
-            np.take(self.source, idx, axis=0, out=self.raw[:n])
-            return self.decoder.decode(self.raw[:n], out=self.x[:n])
-        return np.take(self.source, idx, axis=0, out=self.x[:n])
-
-
-class _Group:
-    """K models trained side by side; compacts itself as models diverge or are stopped."""
-
-    def __init__(
-        self,
-        data: Dataset,
-        configs: list[tuple[float, float]],
-        schedules: list[Schedule],
-        batch_size: int,
-        epochs: int,
-        seed: int,
-        dtype: np.dtype,
-        on_epoch: OnEpochMany | None,
-    ) -> None:
-        self.data, self.configs, self.schedules, self.dtype = data, configs, schedules, dtype
-        self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
-        self.on_epoch = on_epoch
-        self.updates_per_epoch = -(-data.X_train.shape[0] // batch_size)
-        self.t = 0  # updates done: the schedules' clock
-        self.D, self.C = data.n_features, data.n_classes
-        self.X_val = data.X_val.astype(dtype, copy=False)  # once, not every epoch
-        self.histories: list[list[Metrics]] = [[] for _ in configs]
-        self.outcomes: dict[int, tuple[Status, np.ndarray | None, int, str]] = {}
-        self.timings = {"data": 0.0, "forward": 0.0, "backward": 0.0, "eval": 0.0}
-
-    # -- state that depends on which models are still active --------------------------------
-    # Columns are class-major: column c*K + k is class c of model k. Reductions over the C
-    # classes then run as C elementwise ops on contiguous (n, K) slices, instead of NumPy's
-    # slow reductions over a 10-long last axis (4-10x slower at K = 25, measured).
-    def _set_active(self, active: list[int], W: np.ndarray) -> None:
-        K, C = len(active), self.C
-        self.active, self.W = active, W
-        lrs = np.array([self.configs[k][0] for k in active])
-        regs = np.array([self.configs[k][1] for k in active])
-        self.factors = Factors([self.schedules[k] for k in active], self.updates_per_epoch,
-                               self.epochs)  # fmt: skip
-        self.lrs, self.regs = lrs, regs
-        self.lr_cols = np.tile(lrs, C)  # float64; scaled by 1/n into `step` per batch
-        with np.errstate(over="ignore"):  # a decay beyond float32 is divergence, caught later
-            self.decay = np.tile(1.0 - 2.0 * lrs * regs, C).astype(self.dtype)  # (C*K,)
-        B, D = self.batch_size, self.D
-        self.S = np.empty((B, C * K), dtype=self.dtype)
-        self.G = np.empty((D + 1, C * K), dtype=self.dtype)
-        self.step = np.empty(C * K, dtype=self.dtype)
-        self.row_max = np.empty((B, K), dtype=self.dtype)
-        self.row_sum = np.empty((B, K), dtype=self.dtype)
-        # Flat positions of each row's true-class score in S: row*C*K + y*K + k.
-        self.row_offset = (np.arange(B) * (C * K))[:, None]
-        self.model_offset = np.arange(K)[None, :]
-
-    def _weights(self, pos: int) -> np.ndarray:
-        """Model at stack position `pos` as a (D + 1, C) array."""
-        K = len(self.active)
-        return self.W.reshape(self.D + 1, self.C, K)[:, :, pos].copy()
-
-    def _retire(self, positions: list[int], status: Status, epoch: int, reasons: list[str]) -> None:
-        """Record the outcome of the models at `positions` and compact them out of the stack."""
-        for pos, reason in zip(positions, reasons, strict=True):
-            k = self.active[pos]
-            weights = None if status == "diverged" else self._weights(pos)
-            self.outcomes[k] = (status, weights, epoch, reason)
-        dropped = set(positions)
-        keep = [p for p in range(len(self.active)) if p not in dropped]
-        K, D1, C = len(self.active), self.D + 1, self.C
-        W = np.ascontiguousarray(self.W.reshape(D1, C, K)[:, :, keep]).reshape(D1, C * len(keep))
-        self._set_active([self.active[p] for p in keep], W)
-
-    def _non_finite(self) -> np.ndarray:
-        """Stack positions of the models with any NaN or infinite weight."""
-        K = len(self.active)
-        finite = np.isfinite(self.W.reshape(self.D + 1, self.C, K)).all(axis=(0, 1))
-        return np.flatnonzero(~finite)
-
-    def _reg_loss(self) -> np.ndarray:
-        """reg_k * sum(W_k ** 2) for every active model, (K,)."""
-        K = len(self.active)
-        W3 = self.W.reshape(self.D + 1, self.C, K)
-        return self.regs * np.einsum("dck,dck->k", W3, W3, dtype=np.float64)
-
-    # -- one mini-batch ----------------------------------------------------------------------
-    def _step_vectorized(self, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One SGD step for every active model; returns the data loss and hit count, (K,) each."""
-        n, D, C, K = xb.shape[0], self.D, self.C, len(self.active)
-        W, S, G = self.W, self.S[:n], self.G
-        t0 = time.perf_counter()
-        np.dot(xb, W[:D], out=S)  # (n, C*K)
-        S += W[D]
-        S3 = S.reshape(n, C, K)
-        row_max, row_sum = self.row_max[:n], self.row_sum[:n]
-        np.maximum(S3[:, 0], S3[:, 1], out=row_max)
-        for c in range(2, C):
-            np.maximum(row_max, S3[:, c], out=row_max)
-        S3 -= row_max[:, None, :]
-        flat = self.row_offset[:n] + yb[:, None] * K + self.model_offset  # (n, K)
-        S_flat = S.reshape(-1)
-        true_scores = S_flat[flat]  # (n, K), shifted: 0 exactly where the true class is the max
-        hits = np.count_nonzero(true_scores == 0, axis=0)
-        np.exp(S, out=S)
-        np.add(S3[:, 0], S3[:, 1], out=row_sum)
-        for c in range(2, C):
-            np.add(row_sum, S3[:, c], out=row_sum)
-        data_loss = (np.log(row_sum) - true_scores).mean(axis=0, dtype=np.float64)  # (K,)
-        S3 /= row_sum[:, None, :]
-        S_flat[flat] -= 1  # P - Y; positions are distinct
-        t1 = time.perf_counter()
-        # Scale P - Y by lr_k(t) / n before the GEMM: S is (n, C*K), a third the size of G.
-        if self.factors.constant:
-            np.multiply(self.lr_cols, 1.0 / n, out=self.step, casting="same_kind")
-        else:
-            lr_now = self.lrs * self.factors.at(self.t)  # (K,)
-            self.step.reshape(C, K)[:] = lr_now / n
-            self.decay.reshape(C, K)[:] = 1.0 - 2.0 * lr_now * self.regs
-        S *= self.step
-        np.dot(xb.T, S, out=G[:D])  # (D, C*K): lr_k / n * Xb.T @ (P - Y)
-        np.sum(S, axis=0, out=G[D])
-        W *= self.decay
-        W -= G
-        t2 = time.perf_counter()
-        self.timings["forward"] += t1 - t0
-        self.timings["backward"] += t2 - t1
-        return data_loss, hits
-
-    def _step_naive(self, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lr, reg = self.configs[self.active[0]]
-        lr *= float(self.factors.at(self.t)[0])
-        t0 = time.perf_counter()
-        X1 = add_bias(xb)
-        hits = np.count_nonzero(np.argmax(X1 @ self.W, axis=1) == yb)
-        loss, dW = softmax_loss_naive(self.W, X1, yb, reg)
-        t1 = time.perf_counter()
-        data_loss = loss - reg * float(np.sum(self.W.astype(np.float64) ** 2))
-        self.W -= (lr * dW).astype(self.dtype)
-        self.timings["forward"] += t1 - t0
-        self.timings["backward"] += time.perf_counter() - t1
-        return np.array([data_loss]), np.array([hits])
-
-    def _val_accuracy(self) -> np.ndarray:
-        X, y, D, C, K = self.X_val, self.data.y_val, self.D, self.C, len(self.active)
-        hits = np.zeros(K, dtype=np.int64)
-        for start in range(0, X.shape[0], _VAL_CHUNK):
-            scores = X[start : start + _VAL_CHUNK] @ self.W[:D] + self.W[D]
-            pred = scores.reshape(scores.shape[0], C, K).argmax(axis=1)
-            hits += np.count_nonzero(pred == y[start : start + _VAL_CHUNK, None], axis=0)
-        return hits / X.shape[0]
-
-    # -- the epochs ----------------------------------------------------------------------------
-    def run(self, naive: bool = False) -> list[TrainResult]:
-        rng = np.random.default_rng(self.seed)
-        D, C, K = self.D, self.C, len(self.configs)
-        W0 = (0.001 * rng.standard_normal((D + 1, C))).astype(self.dtype)
-        self._set_active(list(range(K)), np.repeat(W0, K, axis=1))
-        batches = _Batches(self.data, self.batch_size, self.dtype)
-        y_train = self.data.y_train
-        n_train = y_train.shape[0]
-        step = self._step_naive if naive else self._step_vectorized
-        started = time.perf_counter()
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for epoch in range(1, self.epochs + 1):
-                if not self.active:
-                    break
-                epoch_start, n_start = time.perf_counter(), len(self.active)
-                loss_sum = np.zeros(n_start)
-                hit_sum = np.zeros(n_start, dtype=np.int64)
-                order = rng.permutation(n_train)
-                for start in range(0, n_train, self.batch_size):
-                    t0 = time.perf_counter()
-                    idx = np.sort(order[start : start + self.batch_size])
-                    xb, yb = batches.fill(idx), y_train[idx]
-                    self.timings["data"] += time.perf_counter() - t0
-                    losses, hits = step(xb, yb)
-                    self.t += 1
-                    loss_sum += losses * idx.shape[0]
-                    hit_sum += hits
-                    bad = np.flatnonzero(~np.isfinite(losses))
-                    if bad.size:
-                        reasons = [f"diverged at epoch {epoch}: loss={losses[p]}" for p in bad]
-                        self._retire(list(bad), "diverged", epoch, reasons)
-                        alive = np.setdiff1d(np.arange(loss_sum.size), bad)
-                        loss_sum, hit_sum = loss_sum[alive], hit_sum[alive]
-                        if not self.active:
-                            break
-                if not self.active:
-                    break
-                # The last update of an epoch can overflow after its loss was computed: a model
-                # with non-finite weights diverged here, before any metric or weight is kept.
-                bad = self._non_finite()
-                if bad.size:
-                    reasons = [
-                        f"diverged at epoch {epoch}: non-finite weights after the epoch's last "
-                        "update"
-                        for _ in bad
-                    ]
-                    self._retire(list(bad), "diverged", epoch, reasons)
-                    alive = np.setdiff1d(np.arange(loss_sum.size), bad)
-                    loss_sum, hit_sum = loss_sum[alive], hit_sum[alive]
-                    if not self.active:
-                        break
-                t0 = time.perf_counter()
-                val_acc = self._val_accuracy()
-                reg_loss = self._reg_loss()
-                self.timings["eval"] += time.perf_counter() - t0
-                share = (time.perf_counter() - epoch_start) / n_start
-                metrics = {}
-                for pos, k in enumerate(self.active):
-                    metrics[k] = {
-                        "train_loss": float(loss_sum[pos] / n_train + reg_loss[pos]),
-                        "train_accuracy": float(hit_sum[pos] / n_train),
-                        "val_accuracy": float(val_acc[pos]),
-                        "epoch_time_s": share,
-                    }
-                    self.histories[k].append(metrics[k])
-                if self.on_epoch is not None:
-                    asked = set(self.on_epoch(epoch, metrics) or ())
-                    stop = [p for p, k in enumerate(self.active) if k in asked]
-                    if stop:
-                        reasons = [f"stopped at epoch {epoch}"] * len(stop)
-                        self._retire(stop, "stopped", epoch, reasons)
-            if self.active:
-                everyone = list(range(len(self.active)))
-                self._retire(everyone, "completed", self.epochs, [""] * len(everyone))
-        self.timings["total"] = time.perf_counter() - started
-        results = []
-        for k, (lr, reg) in enumerate(self.configs):
-            status, weights, end_epoch, reason = self.outcomes[k]
-            results.append(
-                TrainResult(
-                    learning_rate=lr,
-                    reg=reg,
-                    batch_size=self.batch_size,
-                    epochs=self.epochs,
-                    status=status,
-                    weights=weights,
-                    history=tuple(self.histories[k]),
-                    end_epoch=end_epoch,
-                    reason=reason,
-                    timings=dict(self.timings),
-                    group_size=K,
-                )
-            )
-        return results
