@@ -96,82 +96,89 @@ def test_the_offline_report_loads_every_image_sorts_and_fits_a_phone(browser, sw
     phone.close()
 
 
-def test_sweep_ui_lands_on_the_studys_trials_one_row_each_with_live_curves(browser, swept) -> None:
+@pytest.fixture(scope="module")
+def ui(swept):
+    """One `sweep ui` on the swept home: its URL and the study's printed link."""
     home, _ = swept
     with sweep_ui(home) as (base, server):
         assert server.stdout is not None
         server.stdout.readline()  # "MLflow UI: ..."
         link = server.stdout.readline().split(": ", 1)[1].strip()
-        page = browser.new_page(viewport={"width": 2400, "height": 1000})  # every column drawn
-        errors = watch(page)
-        page.goto(link)
-        page.wait_for_load_state("load")
-        page.wait_for_selector("text=6 matching runs", timeout=60_000)
-        names = set(re.findall(r"trial \d+: lr=", page.inner_text("body")))
-        assert len(names) == 6  # one row per trial, the study's own run left out
-        assert "Model training" in page.inner_text("body")
-        shown = page.inner_text("body")
-        assert "blobs train" in shown and "web.toml" in shown, shown  # Dataset, Source columns
-        headers = set(page.locator("[role=columnheader]").all_inner_texts())
-        assert {"val_accuracy", "learning_rate", "reg", "batch_size", "Models"} <= headers, headers
-        page.screenshot(path=str(home / "ui-runs.png"))
-        # (the UI probes optional endpoints; and Chromium reports a layout that settles over
-        # two frames, as the Dataset column's chips do, as a "ResizeObserver loop" error)
-        assert not [e for e in errors if "404" not in e and "ResizeObserver loop" not in e]
-        page.close()
-        # What each trial's val_accuracy chart draws: one point per epoch it trained.
-        experiment = re.search(r"experiments/(\d+)", link).group(1)
-        body = json.dumps({"experiment_ids": [experiment],
-                           "filter": "tags.`softsweep.role` = 'trial'"}).encode()  # fmt: skip
-        search = urllib.request.Request(f"{base}/ajax-api/2.0/mlflow/runs/search", data=body,
-                                        headers={"Content-Type": "application/json"})  # fmt: skip
-        runs = json.loads(urllib.request.urlopen(search).read())["runs"]
-        assert len(runs) == 6
-        for run in runs:
-            tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
-            url = (f"{base}/ajax-api/2.0/mlflow/metrics/get-history?run_id="
-                   f"{run['info']['run_id']}&metric_key=val_accuracy")  # fmt: skip
-            points = json.loads(urllib.request.urlopen(url).read()).get("metrics", [])
-            assert sorted(p["step"] for p in points) == list(
-                range(1, int(tags["softsweep.epochs_run"]) + 1)
-            )
+        yield base, link
+
+
+def test_sweep_ui_lands_on_the_studys_trials_one_row_each_with_live_curves(
+    browser, swept, ui
+) -> None:
+    home, _ = swept
+    base, link = ui
+    page = browser.new_page(viewport={"width": 2400, "height": 1000})  # every column drawn
+    errors = watch(page)
+    page.goto(link)
+    page.wait_for_load_state("load")
+    page.wait_for_selector("text=6 matching runs", timeout=60_000)
+    names = set(re.findall(r"trial \d+: lr=", page.inner_text("body")))
+    assert len(names) == 6  # one row per trial, the study's own run left out
+    assert "Model training" in page.inner_text("body")
+    shown = page.inner_text("body")
+    assert "blobs train" in shown and "web.toml" in shown, shown  # Dataset, Source columns
+    headers = set(page.locator("[role=columnheader]").all_inner_texts())
+    assert {"val_accuracy", "learning_rate", "reg", "batch_size", "Models"} <= headers, headers
+    page.screenshot(path=str(home / "ui-runs.png"))
+    # (the UI probes optional endpoints; and Chromium reports a layout that settles over
+    # two frames, as the Dataset column's chips do, as a "ResizeObserver loop" error)
+    assert not [e for e in errors if "404" not in e and "ResizeObserver loop" not in e]
+    page.close()
+    # What each trial's val_accuracy chart draws: one point per epoch it trained.
+    experiment = re.search(r"experiments/(\d+)", link).group(1)
+    body = json.dumps({"experiment_ids": [experiment],
+                       "filter": "tags.`softsweep.role` = 'trial'"}).encode()  # fmt: skip
+    search = urllib.request.Request(f"{base}/ajax-api/2.0/mlflow/runs/search", data=body,
+                                    headers={"Content-Type": "application/json"})  # fmt: skip
+    runs = json.loads(urllib.request.urlopen(search).read())["runs"]
+    assert len(runs) == 6
+    for run in runs:
+        tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+        url = (f"{base}/ajax-api/2.0/mlflow/metrics/get-history?run_id="
+               f"{run['info']['run_id']}&metric_key=val_accuracy")  # fmt: skip
+        points = json.loads(urllib.request.urlopen(url).read()).get("metrics", [])
+        assert sorted(p["step"] for p in points) == list(
+            range(1, int(tags["softsweep.epochs_run"]) + 1)
+        )
 
 
 def test_other_ways_into_the_ui_need_one_click_each_which_the_browser_remembers(
-    browser, swept
+    browser, swept, ui
 ) -> None:
     """MLflow 3.17 opens its root URL, and an experiment clicked there, in its GenAI view
     whatever the experiment is (a browser's choice, kept in its local storage; nothing a
     server can set). One click on "Model training" changes that for good; and "Override
     saved view" on the printed link keeps the study's columns for every later visit."""
     home, _ = swept
-    with sweep_ui(home) as (base, server):
-        assert server.stdout is not None
-        server.stdout.readline()
-        link = server.stdout.readline().split(": ", 1)[1].strip()
-        context = browser.new_context(viewport={"width": 2400, "height": 1000})
-        page = context.new_page()
-        page.goto(base)
-        page.get_by_text("web", exact=True).first.click()
-        page.wait_for_url(re.compile(r"#/experiments/\d+$"))
-        page.wait_for_timeout(2000)
-        genai = page.inner_text("body")
-        assert "Traces" in genai and "matching runs" not in genai  # GenAI's overview, no runs
-        page.screenshot(path=str(home / "ui-genai.png"))
-        page.goto(base)
-        page.get_by_text("Model training", exact=True).first.click()  # the one click
-        page.get_by_text("web", exact=True).first.click()
-        page.wait_for_selector("text=matching runs", timeout=60_000)
-        page.goto(link)
-        page.get_by_role("button", name="Override saved view").click()
-        again = context.new_page()
-        again.goto(base)
-        again.get_by_text("web", exact=True).first.click()
-        again.wait_for_selector("text=matching runs", timeout=60_000)
-        headers = set(again.locator("[role=columnheader]").all_inner_texts())
-        assert {"val_accuracy", "learning_rate", "reg", "batch_size"} <= headers, headers
-        assert "6 matching runs" in again.inner_text("body")  # the trials only
-        again.get_by_text(re.compile(r"^trial 0: lr=")).first.click()  # a run, from the table
-        again.wait_for_selector("text=Model metrics", timeout=60_000)  # its training layout
-        assert "Evaluations" not in again.inner_text("body")
-        context.close()
+    base, link = ui
+    context = browser.new_context(viewport={"width": 2400, "height": 1000})
+    page = context.new_page()
+    page.goto(base)
+    page.get_by_text("web", exact=True).first.click()
+    page.wait_for_url(re.compile(r"#/experiments/\d+$"))
+    page.wait_for_timeout(2000)
+    genai = page.inner_text("body")
+    assert "Traces" in genai and "matching runs" not in genai  # GenAI's overview, no runs
+    page.screenshot(path=str(home / "ui-genai.png"))
+    page.goto(base)
+    page.get_by_text("Model training", exact=True).first.click()  # the one click
+    page.get_by_text("web", exact=True).first.click()
+    page.wait_for_selector("text=matching runs", timeout=60_000)
+    page.goto(link)
+    page.get_by_role("button", name="Override saved view").click()
+    again = context.new_page()
+    again.goto(base)
+    again.get_by_text("web", exact=True).first.click()
+    again.wait_for_selector("text=matching runs", timeout=60_000)
+    headers = set(again.locator("[role=columnheader]").all_inner_texts())
+    assert {"val_accuracy", "learning_rate", "reg", "batch_size"} <= headers, headers
+    assert "6 matching runs" in again.inner_text("body")  # the trials only
+    again.get_by_text(re.compile(r"^trial 0: lr=")).first.click()  # a run, from the table
+    again.wait_for_selector("text=Model metrics", timeout=60_000)  # its training layout
+    assert "Evaluations" not in again.inner_text("body")
+    context.close()
