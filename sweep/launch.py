@@ -61,6 +61,7 @@ class StudyResult:
     untracked: int = 0  # finished trials whose runs are not (all) in MLflow: `sweep sync` them
     tracking_down: str = ""  # what the tracking store said last, when it failed
     timeout_s: float = 0.0
+    closing_s: float = 0.0  # from the last tell to the end: tracking caught up, test, report
 
     @property
     def deadline(self) -> bool:
@@ -203,6 +204,7 @@ def run_study(
             end = progress(study, grid)
             outcome = StudyResult(spec.name, home, spec.target, end.done, None, loop)
             outcome.timeout_s = spec.timeout_s or 0.0
+            closing_started = time.perf_counter()
             tracker.flush()
             finished = records(study, home, owner.name)
             if tracker.sync(spec.name, finished, wait=SYNC_WAIT_S) is None:
@@ -222,6 +224,7 @@ def run_study(
                     spec, study, home, data, tracker, loop, report=report, stopped=stopped
                 )
             tracker.close()
+            outcome.closing_s = time.perf_counter() - closing_started
         except BaseException as exc:
             # The study's run ends with the sweep, unless other workers may still be on the study.
             if finish == "always":

@@ -335,6 +335,7 @@ def summary(result: StudyResult, verbose: bool = False) -> str:
             if n_track
             else "n/a (no trial run now)",
         ],
+        ["closing", f"{result.closing_s:.1f} s (tracking caught up, the test set, the report)"],
         [
             "optuna calls",
             f"{result.storage_s / n_track * 1e3:.1f} ms/trial waited"
