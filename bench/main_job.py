@@ -10,7 +10,9 @@ standardized, 55,000 training images):
   (`python -c "import optuna, mlflow, numpy"`);
 - one model: `engine.train` against the careful NumPy loop (bench/engine.py), batch 256;
 - `train_many` against the machine's bound for its work (bench/side_by_side.py: the wide GEMMs
-  and one pass over the data).
+  and one pass over the data);
+- 16 models with batch sizes 64, 128, 256 and 512 (four each): one `train_many` call (one pass
+  in chunks of 64) against four calls, one per batch size (what a sweep with a pruner does).
 Each ratio is measured within this one run; the machine (CPU, BLAS, its settings) is recorded
 with the results in bench/results/main_job.json.
 """
@@ -45,6 +47,21 @@ def reference(data: engine.Dataset, epochs: int, batch_size: int = 256) -> float
     return (time.perf_counter() - start) / (K * epochs)
 
 
+def mixed(data: engine.Dataset, epochs: int) -> tuple[float, float]:
+    """Seconds for 16 models of four batch sizes: in one call, and in one call per size."""
+    configs = [(10 ** (-3 + 2 * i / (K - 1)), 1e-4) for i in range(K)]
+    sizes = [64, 128, 256, 512] * (K // 4)
+    cosine = engine.Schedule("cosine")
+    start = time.perf_counter()
+    engine.train_many(data, configs, batch_size=sizes, epochs=epochs, seed=0, schedule=cosine)
+    one_pass = time.perf_counter() - start
+    start = time.perf_counter()
+    for size in sorted(set(sizes)):
+        mine = [c for c, s in zip(configs, sizes, strict=True) if s == size]
+        engine.train_many(data, mine, batch_size=size, epochs=epochs, seed=0, schedule=cosine)
+    return one_pass, time.perf_counter() - start
+
+
 def sweep_run(home: Path) -> tuple[float, str]:
     command = [sys.executable, "-m", "sweep", "run", str(STUDY), "--home", str(home), "--verbose"]
     start = time.perf_counter()
@@ -74,6 +91,7 @@ def main() -> None:
     ref_s = reference(data, args.epochs)
     ref_64_s = reference(data, args.epochs, batch_size=64)
     bound_s = bound(data, K, 256, args.epochs) / (K * args.epochs)
+    one_pass_s, by_size_s = mixed(data, args.epochs)
 
     home = Path(tempfile.mkdtemp(prefix="softsweep-main-job-"))
     wall_s, out = sweep_run(home)
@@ -107,6 +125,8 @@ def main() -> None:
          f"{one['careful loop'] / one['engine.train']:.2f}x", ">= 1.5x"],
         ["train_many vs its bound", f"{ref_s * 1e3:.1f} vs {bound_s * 1e3:.1f} ms/model-epoch",
          f"{ref_s / bound_s:.2f}x", "<= 1.3x"],
+        ["batch sizes 64..512, 16 models", f"one pass {one_pass_s:.1f} s, one call per size "
+         f"{by_size_s:.1f} s", f"{by_size_s / one_pass_s:.2f}x faster in one pass", ""],
     ]  # fmt: skip
     print(table(["what", "measured", "ratio", "goal"], rows))
     path = save(
@@ -115,16 +135,23 @@ def main() -> None:
             "reference_ms_per_model_epoch": ref_s * 1e3,
             "reference_batch64_ms_per_model_epoch": ref_64_s * 1e3,
             "bound_ms_per_model_epoch": bound_s * 1e3,
-            "main_job": {"model_epochs": model_epochs, "train_s": train_s, "wall_s": wall_s,
-                         "closing_s": closing_s, "summary": out},  # fmt: skip
+            "main_job": {
+                "model_epochs": model_epochs,
+                "train_s": train_s,
+                "wall_s": wall_s,
+                "closing_s": closing_s,
+                "summary": out,
+            },
             "again": {"wall_s": again_s, "bare_imports_s": imports_s, "summary": again_out},
             "one_model_s_per_epoch": one,
+            "mixed_batch_sizes_s": {"one_pass": one_pass_s, "one_call_per_size": by_size_s},
             "ratios": {
                 "training_rate": ref_s / per_epoch_main,
                 "wall": wall_s / (model_epochs * ref_s),
                 "again_vs_imports": again_s / imports_s,
                 "one_model_vs_careful": one["careful loop"] / one["engine.train"],
                 "train_many_vs_bound": ref_s / bound_s,
+                "one_pass_vs_per_size": by_size_s / one_pass_s,
             },
             "threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
         },

@@ -105,17 +105,22 @@ class Group:
         data: Dataset,
         configs: list[tuple[float, float]],
         schedules: list[Schedule],
-        batch_size: int,
+        batch_sizes: list[int],
         epochs: int,
         seed: int,
         dtype: np.dtype,
         on_epoch: OnEpochMany | None,
     ) -> None:
         self.data, self.configs, self.schedules, self.dtype = data, configs, schedules, dtype
-        self.batch_size, self.epochs, self.seed = batch_size, epochs, seed
+        self.batch_sizes, self.epochs, self.seed = batch_sizes, epochs, seed
         self.on_epoch = on_epoch
-        self.updates_per_epoch = -(-data.X_train.shape[0] // batch_size)
-        self.t = 0  # updates done: the schedules' clock
+        # Mixed batch sizes (each a multiple of the smallest) step through shared chunks of the
+        # smallest size; a model updates at its own batch boundaries (`_step_mixed`).
+        self.chunk = min(batch_sizes)
+        self.mixed = len(set(batch_sizes)) > 1
+        self.n_train = data.X_train.shape[0]
+        self.updates_per_epoch = -(-self.n_train // self.chunk)
+        self.t = 0  # updates done: the schedules' clock (one batch size)
         self.D, self.C = data.n_features, data.n_classes
         self.X_val = data.X_val.astype(dtype, copy=False)  # once, not every epoch
         self.histories: list[list[Metrics]] = [[] for _ in configs]
@@ -131,13 +136,17 @@ class Group:
         self.active, self.W = active, W
         lrs = np.array([self.configs[k][0] for k in active])
         regs = np.array([self.configs[k][1] for k in active])
-        self.factors = Factors([self.schedules[k] for k in active], self.updates_per_epoch,
-                               self.epochs)  # fmt: skip
+        updates: int | np.ndarray = self.updates_per_epoch
+        if self.mixed:
+            sizes = np.array([self.batch_sizes[k] for k in active])
+            updates = -(-self.n_train // sizes)  # (K,): each model's own clock
+            self._chunk_tables(sizes)
+        self.factors = Factors([self.schedules[k] for k in active], updates, self.epochs)
         self.lrs, self.regs = lrs, regs
         self.lr_cols = np.tile(lrs, C)  # float64; scaled by 1/n into `step` per batch
         with np.errstate(over="ignore"):  # a decay beyond float32 is divergence, caught later
             self.decay = np.tile(1.0 - 2.0 * lrs * regs, C).astype(self.dtype)  # (C*K,)
-        B, D = self.batch_size, self.D
+        B, D = self.chunk, self.D
         self.S = np.empty((B, C * K), dtype=self.dtype)
         self.G = np.empty((D + 1, C * K), dtype=self.dtype)
         self.step = np.empty(C * K, dtype=self.dtype)
@@ -146,6 +155,20 @@ class Group:
         # Flat positions of each row's true-class score in S: row*C*K + y*K + k.
         self.row_offset = (np.arange(B) * (C * K))[:, None]
         self.model_offset = np.arange(K)[None, :]
+
+    def _chunk_tables(self, sizes: np.ndarray) -> None:
+        """For chunk j of an epoch and active model k: the index of the batch it belongs to
+        (the model's clock within the epoch), that batch's rows (the last one may be short) and
+        whether the batch ends with this chunk; and the partial gradients summed so far."""
+        starts = np.arange(0, self.n_train, self.chunk)[:, None]  # (J, 1)
+        ends = np.minimum(starts + self.chunk, self.n_train)
+        self.batch_index = starts // sizes  # (J, K)
+        self.batch_rows = np.minimum(sizes, self.n_train - self.batch_index * sizes)
+        self.batch_ends = (ends % sizes == 0) | (ends == self.n_train)
+        K, C = sizes.shape[0], self.C
+        self.G_sum = np.zeros((self.D + 1, C * K), dtype=self.dtype)
+        self.pending = False  # whether G_sum holds part of a batch
+        self.ending: dict[bytes, np.ndarray] = {}  # which models end a batch -> their positions
 
     def _weights(self, pos: int) -> np.ndarray:
         """Model at stack position `pos` as a (D + 1, C) array."""
@@ -162,7 +185,14 @@ class Group:
         keep = [p for p in range(len(self.active)) if p not in dropped]
         K, D1, C = len(self.active), self.D + 1, self.C
         W = np.ascontiguousarray(self.W.reshape(D1, C, K)[:, :, keep]).reshape(D1, C * len(keep))
+        partial = None
+        if self.mixed:  # the models kept keep their batches' partial gradients
+            partial = self.G_sum.reshape(D1, C, K)[:, :, keep].reshape(D1, C * len(keep))
+            pending = self.pending
         self._set_active([self.active[p] for p in keep], W)
+        if partial is not None:
+            self.G_sum[:] = partial
+            self.pending = pending
 
     def _non_finite(self) -> np.ndarray:
         """Stack positions of the models with any NaN or infinite weight."""
@@ -177,11 +207,11 @@ class Group:
         return self.regs * np.einsum("dck,dck->k", W3, W3, dtype=np.float64)
 
     # -- one mini-batch ----------------------------------------------------------------------
-    def _step_vectorized(self, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One SGD step for every active model; returns the data loss and hit count, (K,) each."""
+    def _forward(self, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every active model's scores on the rows, turned into P - Y in `self.S[:n]`; returns
+        the data loss and hit count, (K,) each."""
         n, D, C, K = xb.shape[0], self.D, self.C, len(self.active)
-        W, S, G = self.W, self.S[:n], self.G
-        t0 = time.perf_counter()
+        W, S = self.W, self.S[:n]
         np.dot(xb, W[:D], out=S)  # (n, C*K)
         S += W[D]
         S3 = S.reshape(n, C, K)
@@ -201,6 +231,14 @@ class Group:
         data_loss = (np.log(row_sum) - true_scores).mean(axis=0, dtype=np.float64)  # (K,)
         S3 /= row_sum[:, None, :]
         S_flat[flat] -= 1  # P - Y; positions are distinct
+        return data_loss, hits
+
+    def _step_vectorized(self, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One SGD step for every active model; returns the data loss and hit count, (K,) each."""
+        n, D, C, K = xb.shape[0], self.D, self.C, len(self.active)
+        W, S, G = self.W, self.S[:n], self.G
+        t0 = time.perf_counter()
+        data_loss, hits = self._forward(xb, yb)
         t1 = time.perf_counter()
         # Scale P - Y by lr_k(t) / n before the GEMM: S is (n, C*K), a third the size of G.
         if self.factors.constant:
@@ -217,6 +255,52 @@ class Group:
         t2 = time.perf_counter()
         self.timings["forward"] += t1 - t0
         self.timings["backward"] += t2 - t1
+        return data_loss, hits
+
+    def _step_mixed(
+        self, xb: np.ndarray, yb: np.ndarray, j: int, epoch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk j of the epoch for models of different batch sizes: every model's forward pass
+        and its gradient on the chunk, scaled by lr_k(t_k) / (its batch's rows) and summed
+        into G_sum; the models whose batch ends with this chunk take their step, with their
+        own clock t_k. Each model's SGD is the one it would do alone, up to summation order."""
+        n, D, C, K = xb.shape[0], self.D, self.C, len(self.active)
+        W, S, G = self.W, self.S[:n], self.G
+        t0 = time.perf_counter()
+        data_loss, hits = self._forward(xb, yb)
+        t1 = time.perf_counter()
+        t = (epoch - 1) * self.factors.U + self.batch_index[j]  # (K,) each model's update
+        lr_now = self.lrs * self.factors.at(t)
+        self.step.reshape(C, K)[:] = lr_now / self.batch_rows[j]
+        S *= self.step
+        ending = self.batch_ends[j]
+        decay = (1.0 - 2.0 * lr_now * self.regs).astype(self.dtype)  # (K,)
+        if ending.all() and not self.pending:  # every batch is this chunk: a plain step
+            np.dot(xb.T, S, out=G[:D])
+            np.sum(S, axis=0, out=G[D])
+            self.decay.reshape(C, K)[:] = decay
+            W *= self.decay
+            W -= G
+        else:
+            if self.pending:
+                np.dot(xb.T, S, out=G[:D])
+                np.sum(S, axis=0, out=G[D])
+                self.G_sum += G
+            else:
+                np.dot(xb.T, S, out=self.G_sum[:D])
+                np.sum(S, axis=0, out=self.G_sum[D])
+            key = ending.tobytes()
+            models = self.ending.get(key)
+            if models is None:
+                models = self.ending[key] = np.flatnonzero(ending)
+            if models.size:  # class-major: model k is [:, :, k] of the (D + 1, C, K) view
+                W3 = W.reshape(D + 1, C, K)
+                G3 = self.G_sum.reshape(D + 1, C, K)
+                W3[:, :, models] = W3[:, :, models] * decay[models] - G3[:, :, models]
+                G3[:, :, models] = 0
+            self.pending = not ending.all()
+        self.timings["forward"] += t1 - t0
+        self.timings["backward"] += time.perf_counter() - t1
         return data_loss, hits
 
     def _step_naive(self, xb: np.ndarray, yb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -248,7 +332,7 @@ class Group:
         D, C, K = self.D, self.C, len(self.configs)
         W0 = (0.001 * rng.standard_normal((D + 1, C))).astype(self.dtype)
         self._set_active(list(range(K)), np.repeat(W0, K, axis=1))
-        batches = Batches(self.data, self.batch_size, self.dtype)
+        batches = Batches(self.data, self.chunk, self.dtype)
         y_train = self.data.y_train
         n_train = y_train.shape[0]
         step = self._step_naive if naive else self._step_vectorized
@@ -261,12 +345,15 @@ class Group:
                 loss_sum = np.zeros(n_start)
                 hit_sum = np.zeros(n_start, dtype=np.int64)
                 order = rng.permutation(n_train)
-                for start in range(0, n_train, self.batch_size):
+                for j, start in enumerate(range(0, n_train, self.chunk)):
                     t0 = time.perf_counter()
-                    idx = np.sort(order[start : start + self.batch_size])
+                    idx = np.sort(order[start : start + self.chunk])
                     xb, yb = batches.fill(idx), y_train[idx]
                     self.timings["data"] += time.perf_counter() - t0
-                    losses, hits = step(xb, yb)
+                    if self.mixed:
+                        losses, hits = self._step_mixed(xb, yb, j, epoch)
+                    else:
+                        losses, hits = step(xb, yb)
                     self.t += 1
                     loss_sum += losses * idx.shape[0]
                     hit_sum += hits
@@ -325,7 +412,7 @@ class Group:
                 TrainResult(
                     learning_rate=lr,
                     reg=reg,
-                    batch_size=self.batch_size,
+                    batch_size=self.batch_sizes[k],
                     epochs=self.epochs,
                     status=status,
                     weights=weights,

@@ -73,9 +73,13 @@ class Schedule:
 
 
 class Factors:
-    """f(t) for K models at once: `at(t)` is a (K,) float64 vector."""
+    """f(t) for K models at once: `at(t)` is a (K,) float64 vector. Models side by side with
+    different batch sizes each have their own clock: `updates_per_epoch` and `t` may then be
+    (K,) arrays."""
 
-    def __init__(self, schedules: Sequence[Schedule], updates_per_epoch: int, epochs: int) -> None:
+    def __init__(
+        self, schedules: Sequence[Schedule], updates_per_epoch: int | np.ndarray, epochs: int
+    ) -> None:
         self.U, self.total = updates_per_epoch, updates_per_epoch * epochs
         self.constant = all(s.kind == "constant" for s in schedules)
         kinds = np.array([s.kind for s in schedules])
@@ -85,11 +89,15 @@ class Factors:
         self.floor = np.array([s.floor for s in schedules], dtype=np.float64)
         self.ones = np.ones(len(schedules))
 
-    def at(self, t: int) -> np.ndarray:
+    def at(self, t: int | np.ndarray) -> np.ndarray:
         """(K,) factors of update t; the same ones vector for constant-only groups."""
         if self.constant:
             return self.ones
         epoch_index = t // self.U  # e - 1
         out = np.where(self.is_step, np.exp(self.log_gamma * (epoch_index // self.every)), 1.0)
-        cosine = (1 + math.cos(math.pi * t / self.total)) / 2
+        cosine: float | np.ndarray
+        if isinstance(t, np.ndarray) or isinstance(self.total, np.ndarray):
+            cosine = (1 + np.cos(np.pi * t / self.total)) / 2
+        else:
+            cosine = (1 + math.cos(math.pi * t / self.total)) / 2
         return np.where(self.is_cosine, self.floor + (1 - self.floor) * cosine, out)

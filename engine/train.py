@@ -151,7 +151,7 @@ def train(
     batch_size, epochs, dt = _check_common(data, batch_size, epochs, dtype)
     lr, rg = _check_config(learning_rate, reg)
     schedules = _check_schedules(schedule, 1)
-    group = Group(data, [(lr, rg)], schedules, batch_size, epochs, seed, dt, callback)
+    group = Group(data, [(lr, rg)], schedules, [batch_size], epochs, seed, dt, callback)
     return group.run(naive=loss == "naive")[0]
 
 
@@ -159,7 +159,7 @@ def train_many(
     data: Dataset,
     configs: Sequence[tuple[float, float]],
     *,
-    batch_size: int,
+    batch_size: int | Sequence[int],
     epochs: int,
     seed: int,
     loss: Literal["naive", "vectorized"] = "vectorized",
@@ -175,13 +175,24 @@ def train_many(
     return the indices of models to stop. Models share the seed (initial weights, batch order),
     so result k equals `train(data, learning_rate=..., reg=..., ...)` for config k.
     `schedule` is one learning-rate schedule for every model or one per config (models side by
-    side may differ). Groups larger than `max_group` run in consecutive chunks.
+    side may differ). So may `batch_size`, one per config: models whose batch sizes are
+    multiples of the smallest among them train in one pass, stepping through chunks of the
+    smallest size and each updating at its own batch boundaries (each model's SGD is still the
+    one it would do alone, up to summation order); sizes that do not divide train in passes of
+    their own. Groups larger than `max_group` run in consecutive chunks.
     `loss="naive"` trains each model alone with the loop implementation (slow on purpose: the
     course's comparison).
     """
     if loss not in ("naive", "vectorized"):
         raise ValueError(f"loss must be 'naive' or 'vectorized', got {loss!r}.")
-    batch_size, epochs, dt = _check_common(data, batch_size, epochs, dtype)
+    sizes = batch_size if isinstance(batch_size, Sequence) else [batch_size] * len(configs)
+    if len(sizes) != len(configs):
+        raise ValueError(
+            f"batch_size must be one integer or one per config ({len(configs)}), got "
+            f"{len(sizes)} of them."
+        )
+    sizes = [_check_common(data, b, epochs, dtype)[0] for b in sizes]
+    _, epochs, dt = _check_common(data, sizes[0] if sizes else 1, epochs, dtype)
     checked = []
     for k, config in enumerate(configs):
         if not isinstance(config, tuple | list) or len(config) != 2:
@@ -193,15 +204,28 @@ def train_many(
     schedules = _check_schedules(schedule, len(checked))
     if loss == "naive":  # the loop kernel trains one model at a time
         max_group = 1
-    results: list[TrainResult] = []
-    for start in range(0, len(checked), max_group):
-        chunk = slice(start, start + max_group)
-        callback = _shifted(on_epoch, start) if on_epoch is not None and start else on_epoch
-        group = Group(
-            data, checked[chunk], schedules[chunk], batch_size, epochs, seed, dt, callback
-        )
-        results += group.run(naive=loss == "naive")
-    return results
+    results: list[TrainResult | None] = [None] * len(checked)
+    for together in _side_by_side(sizes):
+        for start in range(0, len(together), max_group):
+            members = together[start : start + max_group]
+            callback = _mapped(on_epoch, members) if on_epoch is not None else None
+            group = Group(
+                data, [checked[i] for i in members], [schedules[i] for i in members],
+                [sizes[i] for i in members], epochs, seed, dt, callback,
+            )  # fmt: skip
+            for i, result in zip(members, group.run(naive=loss == "naive"), strict=True):
+                results[i] = result
+    return [r for r in results if r is not None]
+
+
+def _side_by_side(sizes: list[int]) -> list[list[int]]:
+    """Config indices that train in one pass, in config order: each batch size joins the pass
+    of the smallest size that divides it (the chunks it steps through)."""
+    passes: dict[int, list[int]] = {}
+    for size in sorted(set(sizes)):
+        base = next((b for b in passes if size % b == 0), size)
+        passes.setdefault(base, []).append(size)
+    return [[i for i, s in enumerate(sizes) if s in members] for members in passes.values()]
 
 
 def _check_schedules(schedule: Schedule | Sequence[Schedule], n: int) -> list[Schedule]:
@@ -220,11 +244,12 @@ def _check_schedules(schedule: Schedule | Sequence[Schedule], n: int) -> list[Sc
     return schedules
 
 
-def _shifted(user: OnEpochMany, offset: int) -> OnEpochMany:
-    """`user` sees config indices of the whole call while a chunk counts from 0."""
+def _mapped(user: OnEpochMany, members: list[int]) -> OnEpochMany:
+    """`user` sees config indices of the whole call while a group counts from 0."""
+    local = {config: k for k, config in enumerate(members)}
 
     def callback(epoch: int, per_model: Mapping[int, Metrics]) -> list[int]:
-        asked = user(epoch, {k + offset: m for k, m in per_model.items()}) or ()
-        return [k - offset for k in asked]
+        asked = user(epoch, {members[k]: m for k, m in per_model.items()}) or ()
+        return [local[k] for k in asked if k in local]
 
     return callback

@@ -129,3 +129,63 @@ def test_an_overflow_on_the_last_update_of_the_last_epoch_is_divergence(tiny) ->
     assert results[1].status == "completed"
     np.testing.assert_allclose(results[1].weights, alone.weights, rtol=1e-5, atol=1e-7)
     assert all(np.isfinite(v) for h in results[1].history for v in h.values())
+
+
+MIXED = [(0.3, 1e-3), (0.05, 0.0), (1.0, 1e-4), (0.1, 0.05), (0.3, 0.0)]
+SIZES = [16, 32, 64, 16, 48]  # 48: a multiple of 16, not of 32; the training split's 240 rows
+# leave a short last batch for 32 and 64
+
+
+@pytest.mark.parametrize("kind", ["constant", "cosine", "step"])
+def test_mixed_batch_sizes_in_one_pass_equal_each_model_alone(
+    tiny64: engine.Dataset, kind: str
+) -> None:
+    schedule = engine.Schedule(kind, every=1)
+    common = dict(epochs=3, seed=4, dtype=np.float64, schedule=schedule)
+    many = engine.train_many(tiny64, MIXED, batch_size=SIZES, **common)
+    assert {r.group_size for r in many} == {5}  # one pass: every size is a multiple of 16
+    for (lr, reg), size, result in zip(MIXED, SIZES, many, strict=True):
+        single = engine.train(tiny64, learning_rate=lr, reg=reg, batch_size=size, **common)
+        assert (result.batch_size, result.status) == (size, single.status)
+        np.testing.assert_allclose(result.weights, single.weights, rtol=0, atol=1e-10)
+        for a, b in zip(result.history, single.history, strict=True):
+            assert a["val_accuracy"] == b["val_accuracy"]
+            assert a["train_accuracy"] == b["train_accuracy"]
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-10)
+
+
+def test_a_model_that_diverges_or_stops_mid_batch_leaves_the_others_exact(
+    tiny64: engine.Dataset,
+) -> None:
+    """Model 1 (batch 16) diverges on the first chunk, while the batch-64 models are a quarter
+    into their first batch: their partial gradients must survive the compaction."""
+    configs = [(0.3, 1e-3), (1e30, 1e30), (0.05, 0.05), (1.0, 0.0)]
+    sizes = [64, 16, 32, 64]
+    common = dict(epochs=3, seed=9, dtype=np.float64)
+    many = engine.train_many(
+        tiny64, configs, batch_size=sizes, on_epoch=lambda e, m: [2] if e == 2 else [], **common
+    )
+    assert [r.status for r in many] == ["completed", "diverged", "stopped", "completed"]
+    assert many[1].reason.startswith("diverged at epoch 1: loss=")
+    for k in (0, 3):
+        (lr, reg), size = configs[k], sizes[k]
+        single = engine.train(tiny64, learning_rate=lr, reg=reg, batch_size=size, **common)
+        np.testing.assert_allclose(many[k].weights, single.weights, rtol=0, atol=1e-10)
+
+
+def test_sizes_that_do_not_divide_train_in_passes_of_their_own(tiny64: engine.Dataset) -> None:
+    seen: list[list[int]] = []
+
+    def on_epoch(epoch, per_model):
+        seen.append(sorted(per_model))
+        return []
+
+    sizes = [24, 16, 32, 24]  # 24 is no multiple of 16: its own pass
+    many = engine.train_many(
+        tiny64, GRID[:4], batch_size=sizes, epochs=1, seed=0, dtype=np.float64, on_epoch=on_epoch
+    )
+    assert seen == [[1, 2], [0, 3]]  # the 16 and 32 pass first, callbacks in config indices
+    assert [r.group_size for r in many] == [2, 2, 2, 2]
+    assert [r.batch_size for r in many] == sizes
+    with pytest.raises(ValueError, match=r"batch_size must be one integer or one per config \(4\)"):
+        engine.train_many(tiny64, GRID[:4], batch_size=[16, 32], epochs=1, seed=0)
