@@ -156,18 +156,37 @@ def close_study(
     finished = sum(closing.counts.values())
     if report and finished:
         checkpoint("report")
-        from .report.files import write_report
+        from .report.files import drawn_report, write_report
         from .report.view import gather
 
-        view = gather(study, spec, tracker, home, weights=known, data=data)
-        written = write_report(view, home.report_dir(spec.name))
-        tracker.log_reports(written.files)
+        key = report_key(study)
+        written = drawn_report(home.report_dir(spec.name), key)  # nothing new: it stands
+        if written is None:
+            view = gather(study, spec, tracker, home, weights=known, data=data)
+            written = write_report(view, home.report_dir(spec.name), drawn_for=key)
+        tracker.log_reports(written.files)  # (again too: the tracking store may be a new one)
         closing.report_dir = written.folder
         closing.report_notes += written.notes
     metrics, tags = study_summary(study, closing.counts)
     sweep_s = loop.loop_s if loop is not None else 0.0
     tracker.finish_study(metrics, tags, sweep_s=sweep_s)
     return closing
+
+
+def report_key(study: optuna.Study) -> str:
+    """What a study's report shows, in short: every finished trial (number, state, when it
+    ended), the uses of the test set and why the study stopped. A re-run that finds the same
+    key (a finished study run again) keeps the report it drew."""
+    import hashlib
+    import json
+
+    finished = [
+        [t.number, t.state.name, str(t.datetime_complete)]
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished()
+    ]
+    shown = [finished, test_evaluations(study.user_attrs), study.user_attrs.get("stopped", "")]
+    return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]
 
 
 def study_summary(

@@ -64,7 +64,7 @@ from .view import (
 if TYPE_CHECKING:
     from .figures import Figure
 
-__all__ = ["FILES", "Report", "write_report"]
+__all__ = ["FILES", "Report", "drawn_report", "write_report"]
 
 FILES = {
     "heatmap": "heatmap.png",
@@ -116,10 +116,12 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_report(view: StudyView, folder: Path) -> Report:
+def write_report(view: StudyView, folder: Path, drawn_for: str = "") -> Report:
     """Draw every figure the study's trials allow into `folder` (created; files from an earlier
     report that no longer apply are removed). Raises RuntimeError for a study with no finished
-    trial; a study with no completed trial gets its heatmap and page, with a note."""
+    trial; a study with no completed trial gets its heatmap and page, with a note. `drawn_for`
+    (what the study held, `closing.report_key`) is kept in report.json: `drawn_report` finds
+    it there."""
     if not view.trials:
         raise RuntimeError(
             f"Study {view.spec.name!r} has no finished trial yet, so there is nothing to draw. "
@@ -129,6 +131,8 @@ def write_report(view: StudyView, folder: Path) -> Report:
     written: list[Path] = []
     notes: list[str] = []
     data: dict[str, Any] = {"study": view.spec.name, "sampler": view.spec.sampler}
+    if drawn_for:
+        data["drawn_for"] = drawn_for
 
     pending: list[tuple[Figure, Path]] = []
 
@@ -200,6 +204,23 @@ def write_report(view: StudyView, folder: Path) -> Report:
     for stale in set(FILES.values()) - {p.name for p in written}:
         (folder / stale).unlink(missing_ok=True)
     return Report(folder=folder, files=written, notes=notes, data=data)
+
+
+def drawn_report(folder: Path, drawn_for: str) -> Report | None:
+    """The report already in `folder`, if it was drawn for `drawn_for` and its page is there;
+    None otherwise (never drawn, drawn for other trials, or unreadable)."""
+    try:
+        data = json.loads((folder / FILES["data"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (
+        not drawn_for
+        or data.get("drawn_for") != drawn_for
+        or not (folder / FILES["index"]).is_file()
+    ):
+        return None
+    files = [folder / name for name in FILES.values() if (folder / name).is_file()]
+    return Report(folder=folder, files=files, notes=list(data.get("notes", [])), data=data)
 
 
 def _json_default(value: Any) -> Any:

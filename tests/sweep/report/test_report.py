@@ -384,3 +384,21 @@ def test_a_sweep_started_from_a_script_on_stdin_draws_its_report_in_process(
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "Error" not in done.stderr
     assert (Path(done.stdout.strip()) / "index.html").is_file()
+
+
+def test_a_rerun_with_nothing_new_keeps_the_report_and_new_trials_redraw_it(
+    data_folder: Path, tmp_path: Path
+) -> None:
+    text = spec_text("again", data_folder, lr="{ values = [0.1, 1.0] }", batch="[16]", n_trials=2)
+    first = run_spec(text, tmp_path / "home")
+    heatmap = first.closing.report_dir / "heatmap.png"
+    drawn = heatmap.stat().st_mtime_ns
+    again = run_spec(text, tmp_path / "home")  # the target is reached: nothing to train
+    assert again.trials_this_run == 0
+    assert heatmap.stat().st_mtime_ns == drawn  # the same trials: the same report, kept
+    assert again.closing.report_dir == first.closing.report_dir
+    more = run_spec(text.replace("n_trials = 2", "n_trials = 4"), tmp_path / "home")
+    assert more.trials_this_run == 2
+    assert heatmap.stat().st_mtime_ns > drawn  # new trials: drawn again
+    data = json.loads((more.closing.report_dir / "report.json").read_text())
+    assert len(data["history"]) == 4
