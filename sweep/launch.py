@@ -190,6 +190,12 @@ def run_study(
                 on_start(now.done, spec.target)
             if grid and not now.waiting:
                 enqueue_missing(study, spec, now)  # before any worker asks: no duplicates
+            if report:  # the closing draws: its imports meanwhile
+                import threading
+
+                from .report.figures import warm_up
+
+                threading.Thread(target=warm_up, name="softsweep-warm-up", daemon=True).start()
             if workers > 1:
                 from .workers import run_workers
 

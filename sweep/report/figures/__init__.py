@@ -36,4 +36,16 @@ __all__ = [
     "predictions_figure",
     "templates_figure",
     "timing_figure",
+    "warm_up",
 ]
+
+
+def warm_up() -> None:
+    """Import what drawing needs and nothing else does: seaborn (with scipy.stats, ~2.4 s),
+    matplotlib's figure and Agg canvas, Optuna's importance evaluator. A sweep calls it in a
+    thread while it trains (training waits in BLAS, which runs without Python's lock), so that
+    the end of the sweep does not."""
+    import matplotlib.backends.backend_agg
+    import matplotlib.figure  # noqa: F401
+    import optuna.importance  # noqa: F401
+    import seaborn  # noqa: F401
