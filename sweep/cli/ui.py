@@ -153,7 +153,7 @@ def runs_link(base: str, experiment_id: str, view: bool = True) -> str:
     GenAI view unless the link asks for model training."""
     from urllib.parse import urlencode
 
-    from ..track.store import VIEW_KEY
+    from ..track.experiment import VIEW_KEY
 
     query = {"workflowType": "machine_learning"}
     if view:
