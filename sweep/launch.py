@@ -14,6 +14,7 @@ are handled throughout (`signals.Interrupts`): the loop gives its trials in flig
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,6 +171,7 @@ def run_study(
         repair_lock=lambda: store_lock(home.storage, "repair"),
     )
     owner: Owner | None = None
+    warming: threading.Thread | None = None
     # The cleanup after a signal runs under the handlers too: a second Ctrl-C does not cut it
     # short, and waits on a database that stopped answering know the sweep is stopping.
     with Interrupts() as interrupts:
@@ -190,12 +192,11 @@ def run_study(
                 on_start(now.done, spec.target)
             if grid and not now.waiting:
                 enqueue_missing(study, spec, now)  # before any worker asks: no duplicates
-            if report:  # the closing draws: its imports meanwhile
-                import threading
-
+            if report and now.done < spec.target:  # the closing draws: its imports meanwhile
                 from .report.figures import warm_up
 
-                threading.Thread(target=warm_up, name="softsweep-warm-up", daemon=True).start()
+                warming = threading.Thread(target=warm_up, name="softsweep-warm-up", daemon=True)
+                warming.start()
             if workers > 1:
                 from .workers import run_workers
 
@@ -218,6 +219,8 @@ def run_study(
                 outcome.tracking_down = tracker.down or (tracker.errors or ["no answer"])[-1]
             if on_progress is not None:
                 on_progress(end.done, end.best_value, "", 0)
+            if warming is not None:  # (the closing needs those imports: no time lost)
+                warming.join()
             others = end.running or (end.waiting and not loop.deadline)
             if finish == "always" or (finish == "last" and not others):
                 stopped = (
@@ -232,6 +235,8 @@ def run_study(
             tracker.close()
             outcome.closing_s = time.perf_counter() - closing_started
         except BaseException as exc:
+            if warming is not None and not isinstance(exc, Interrupted | KeyboardInterrupt):
+                warming.join(timeout=10)  # no thread outlives the call (sweep.run in a notebook)
             # The study's run ends with the sweep, unless other workers may still be on the study.
             if finish == "always":
                 tracker.end_study(

@@ -125,6 +125,7 @@ def _accuracy(value: float) -> str:
 def report(study: str, home: Path | None, storage: str | None, tracking_uri: str | None) -> None:
     """Rebuild the report of STUDY from its stored trials and runs (no training), and log it to
     the study's MLflow run when it has one."""
+    from ..closing import report_key
     from ..launch import load_data
     from ..report.files import write_report
     from ..report.view import gather
@@ -148,7 +149,10 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
         tracker.find_study_run(study)
         checkpoint("report")
         view = gather(stored, spec, tracker, where, data=data)
-        written = write_report(view, where.report_dir(study))
+        # (a report drawn without the data lacks the test figures: a later run draws it again)
+        tested = test_evaluations(stored.user_attrs)
+        key = report_key(stored) if data is not None or not tested else ""
+        written = write_report(view, where.report_dir(study), drawn_for=key)
         if tracker.parent_id is not None:
             tracker.log_reports(written.files)
     finally:
