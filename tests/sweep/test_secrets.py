@@ -39,9 +39,9 @@ def command_lines() -> list[str]:
 
 
 def test_the_database_password_appears_nowhere(tmp_path: Path) -> None:
-    data = write_idx_dataset(tmp_path / "blobs", n_train=3000, n_test=100, image_shape=(28, 28))
+    data = write_idx_dataset(tmp_path / "blobs", n_train=1000, n_test=100, image_shape=(28, 28))
     path = tmp_path / "secret.toml"
-    path.write_text(spec_text("secret", data, side_by_side=1, epochs=4))
+    path.write_text(spec_text("secret", data, side_by_side=1, epochs=2))
     home = tmp_path / "home"
     with postgres(("optuna",)) as pg:
         storage = with_password(pg["optuna"])
