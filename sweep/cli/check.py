@@ -69,12 +69,18 @@ def loss_check(
         f"{r.n_classes} classes, reg={reg:g}, float64; BLAS threads: {engine.blas_threads()}",
         "",
     ]
-    data_loss = r.loss_vectorized  # weights ~0.001: the L2 term is ~1e-7 * reg, negligible
+    # Only the data loss is -log(1/C) at the start: the L2 term reg * sum(W**2) is about
+    # 1e-6 per weight (7.9e-3 * reg for 785 x 10 weights), which a large reg makes visible.
+    data_loss = r.loss_vectorized - r.l2_term
     expected = r.expected_initial_loss
     verdict = "ok" if abs(data_loss - expected) < 0.05 * expected else "CHECK THE LOSS"
     out.append(
         f"initial loss  {data_loss:.4f}  expected -log(1/{r.n_classes}) = {expected:.4f} "
         f"(weights near 0: every class 1/{r.n_classes})  {verdict}"
+    )
+    out.append(
+        f"  (the data loss: the total {r.loss_vectorized:.4f} minus the L2 term "
+        f"reg * sum(W**2) = {r.l2_term:.3g})"
     )
     out.append("")
     rows = [
@@ -94,6 +100,10 @@ def loss_check(
     out.append(
         f"max rel. error over the {r.gradcheck_checked} entries checked: "
         f"{r.gradcheck_rel_error:.3e}"
+    )
+    out.append(
+        f"the same entries at reg={r.l2_check_reg:g}, where the L2 gradient 2 * reg * W is as "
+        f"large as the data's: max rel. error {r.l2_gradcheck_rel_error:.3e}"
     )
     if train_samples:
         out += ["", *_training(data, train_samples, max(1, repeats // 2) + 1, seed)]

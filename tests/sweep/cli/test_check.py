@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -51,3 +52,24 @@ def test_check_bad_sample_count() -> None:
     result = CliRunner().invoke(main, ["check", "--samples", "0"])
     assert result.exit_code == 2
     assert "--samples must be >= 1, got 0." in result.output
+
+
+def test_check_at_a_large_reg_compares_the_data_loss_and_checks_the_l2_gradient(
+    idx_folder: Path,
+) -> None:
+    """At reg 50 the L2 term of the starting weights is visible in the total loss: the check
+    compares the data loss with -log(1/C), and says what it took off."""
+    args = ["check", "--dataset", str(idx_folder), "--samples", "50", "--train-samples", "0"]
+    result = CliRunner().invoke(main, [*args, "--repeats", "1", "--reg", "50"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    initial = lines[2].split()
+    assert initial[-1] == "ok" and abs(float(initial[2]) - math.log(3)) < 0.01
+    found = re.fullmatch(r"  \(the data loss: the total ([\d.]+) minus the L2 term "
+                         r"reg \* sum\(W\*\*2\) = ([\d.e-]+)\)", lines[3])  # fmt: skip
+    assert found is not None, lines[3]
+    total, l2 = float(found.group(1)), float(found.group(2))
+    assert l2 > 0.001
+    assert abs(total - l2 - float(initial[2])) < 1e-4
+    l2_check = next(line for line in lines if line.startswith("the same entries at reg=50"))
+    assert float(l2_check.split()[-1]) < 1e-5
