@@ -65,7 +65,8 @@ def accuracy(W: np.ndarray, X: np.ndarray, y: np.ndarray) -> float:
 def group_memory_bytes(
     data: Dataset, n_models: int, batch_size: int, dtype: np.dtype | type = np.float32
 ) -> int:
-    """Bytes a group of `n_models` allocates besides the shared data: grows as K*(D*C + B*C)."""
+    """Bytes a group of `n_models` allocates besides the shared data: grows as K*(D*C + B*C).
+    (A pass of mixed batch sizes also keeps each model's partial gradient: one more (D+1)*C.)"""
     per_model = 2 * (data.n_features + 1) * data.n_classes  # W and G
     per_model += batch_size * data.n_classes + VAL_CHUNK * data.n_classes  # S and val scores
     return int(n_models * per_model * np.dtype(dtype).itemsize)
