@@ -43,8 +43,7 @@ __all__ = ["VAL_CHUNK", "Batches", "Group", "Metrics", "OnEpochMany", "Status", 
 
 Status = Literal["completed", "diverged", "stopped"]
 Metrics = dict[str, float]
-# One model: return True to stop it. Many: return the indices (into configs) to stop.
-OnEpoch = Callable[[int, Metrics], object]
+# Return the indices (into configs) of the models to stop.
 OnEpochMany = Callable[[int, Mapping[int, Metrics]], Iterable[int] | None]
 
 VAL_CHUNK = 2048  # rows of the validation set scored at once
@@ -168,7 +167,6 @@ class Group:
         K, C = sizes.shape[0], self.C
         self.G_sum = np.zeros((self.D + 1, C * K), dtype=self.dtype)
         self.pending = False  # whether G_sum holds part of a batch
-        self.ending: dict[bytes, np.ndarray] = {}  # which models end a batch -> their positions
 
     def _weights(self, pos: int) -> np.ndarray:
         """Model at stack position `pos` as a (D + 1, C) array."""
@@ -275,24 +273,18 @@ class Group:
         S *= self.step
         ending = self.batch_ends[j]
         decay = (1.0 - 2.0 * lr_now * self.regs).astype(self.dtype)  # (K,)
-        if ending.all() and not self.pending:  # every batch is this chunk: a plain step
-            np.dot(xb.T, S, out=G[:D])
-            np.sum(S, axis=0, out=G[D])
+        plain = ending.all() and not self.pending  # every batch is this chunk: a plain step
+        out = G if plain or self.pending else self.G_sum
+        np.dot(xb.T, S, out=out[:D])
+        np.sum(S, axis=0, out=out[D])
+        if plain:
             self.decay.reshape(C, K)[:] = decay
             W *= self.decay
             W -= G
         else:
             if self.pending:
-                np.dot(xb.T, S, out=G[:D])
-                np.sum(S, axis=0, out=G[D])
                 self.G_sum += G
-            else:
-                np.dot(xb.T, S, out=self.G_sum[:D])
-                np.sum(S, axis=0, out=self.G_sum[D])
-            key = ending.tobytes()
-            models = self.ending.get(key)
-            if models is None:
-                models = self.ending[key] = np.flatnonzero(ending)
+            models = np.flatnonzero(ending)
             if models.size:  # class-major: model k is [:, :, k] of the (D + 1, C, K) view
                 W3 = W.reshape(D + 1, C, K)
                 G3 = self.G_sum.reshape(D + 1, C, K)
