@@ -4,6 +4,17 @@ Imports only NumPy and the standard library: it never knows it is being swept.
 """
 
 from .data import Dataset, load_dataset, make_dataset
+from .evaluate import (
+    Calibration,
+    McNemar,
+    calibration,
+    fit_temperature,
+    log_softmax,
+    mcnemar,
+    nll,
+    scores,
+    wilson_interval,
+)
 from .gradcheck import gradient_check, max_relative_error, numerical_gradient
 from .losses import add_bias, softmax_loss_naive, softmax_loss_vectorized
 from .schedule import Schedule
@@ -30,8 +41,10 @@ from .train import (
 
 __all__ = [
     "MAX_GROUP",
+    "Calibration",
     "Dataset",
     "LossComparison",
+    "McNemar",
     "Schedule",
     "Timed",
     "TrainResult",
@@ -40,19 +53,26 @@ __all__ = [
     "add_bias",
     "best_time",
     "blas_threads",
+    "calibration",
     "compare_losses",
     "compare_training",
+    "fit_temperature",
     "gradient_check",
     "group_memory_bytes",
     "load_dataset",
+    "log_softmax",
     "make_dataset",
     "max_relative_error",
+    "mcnemar",
+    "nll",
     "numerical_gradient",
     "predict",
     "predict_proba",
+    "scores",
     "softmax_loss_naive",
     "softmax_loss_vectorized",
     "time_runs",
     "train",
     "train_many",
+    "wilson_interval",
 ]

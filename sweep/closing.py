@@ -19,12 +19,29 @@ from optuna.trial import FrozenTrial
 import engine
 
 from .runner import LoopResult
+from .scores import (
+    compare_runner_up,
+    describe_calibration,
+    describe_interval,
+    describe_runner_up,
+    score_test,
+    stored_scores,
+)
 from .signals import checkpoint
 from .spec import StudySpec
 from .store.home import Home
 from .track.model import save_model
 from .track.tracker import Tracker
-from .trial import RUN_ID_ATTR, TESTED_ATTR, Outcome, Params, outcome_of, test_evaluations
+from .trial import (
+    RUN_ID_ATTR,
+    RUNNER_UP_ATTR,
+    SCORES_ATTR,
+    TESTED_ATTR,
+    Outcome,
+    Params,
+    outcome_of,
+    test_evaluations,
+)
 
 __all__ = ["Closing", "close_study", "count_outcomes", "describe_tests", "retrain"]
 
@@ -37,6 +54,8 @@ class Closing:
     best_params: dict[str, Any] | None = None
     test_accuracy: float | None = None
     test_evaluations: list[tuple[int, float]] = field(default_factory=list)
+    test_scores: dict[str, Any] | None = None  # SCORES_ATTR of the tested best trial
+    runner_up: dict[str, Any] | None = None  # RUNNER_UP_ATTR: best vs runner-up on validation
     report_dir: Path | None = None
     report_notes: list[str] = field(default_factory=list)
 
@@ -136,10 +155,15 @@ def close_study(
         if best.number in dict(tested):
             closing.test_accuracy = dict(tested)[best.number]
         elif weights is not None:
-            closing.test_accuracy = engine.accuracy(weights, data.X_test, data.y_test)
+            scores = score_test(best.number, weights, data)
+            closing.test_accuracy = scores["correct"] / scores["n"]
             tested.append((best.number, closing.test_accuracy))
+            study.set_user_attr(SCORES_ATTR, scores)
             study.set_user_attr(TESTED_ATTR, [list(pair) for pair in tested])
         closing.test_evaluations = tested
+        closing.test_scores = stored_scores(study.user_attrs, best.number)
+        if weights is not None:
+            closing.runner_up = compare_runner_up(study, best, weights, data, tracker, known)
         if weights is not None:
             known = {**known, best.number: weights}
             if data.decoder is not None and data.pixels_train is not None:
@@ -199,7 +223,8 @@ def study_summary(
     best = study.best_trial if counts[Outcome.COMPLETE] else None
     tested = test_evaluations(study.user_attrs)
     test_accuracy = dict(tested).get(best.number) if best is not None else None
-    metrics = {
+    scores = stored_scores(study.user_attrs, best.number) if best is not None else None
+    metrics: dict[str, float | None] = {
         "best_val_accuracy": best.value if best is not None else None,
         "test_accuracy": test_accuracy,
         "test_evaluations": float(len(tested)),
@@ -211,6 +236,17 @@ def study_summary(
         "softsweep.stopped": study.user_attrs.get("stopped") or "reached n_trials",
         "softsweep.test_evaluations": describe_tests(tested),
     }
+    if scores is not None:
+        low, high = engine.wilson_interval(scores["correct"], scores["n"])
+        metrics |= {"test_accuracy_low": low, "test_accuracy_high": high}
+        metrics |= {f"test_{k}": scores[k] for k in ("nll", "ece", "temperature")}
+        metrics |= {f"test_{k}": scores[k] for k in ("nll_scaled", "ece_scaled")}
+        tags["softsweep.test_accuracy"] = describe_interval(scores)
+        tags["softsweep.calibration"] = describe_calibration(scores)
+    runner_up = study.user_attrs.get(RUNNER_UP_ATTR)
+    if best is not None and isinstance(runner_up, dict) and runner_up.get("best") == best.number:
+        metrics["runner_up_p_value"] = runner_up["p_value"]
+        tags["softsweep.runner_up"] = describe_runner_up(runner_up)
     return {k: v for k, v in metrics.items() if v is not None}, tags
 
 

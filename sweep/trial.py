@@ -48,7 +48,9 @@ __all__ = [
     "OUTCOME_ATTR",
     "OWNER_ATTR",
     "REASON_ATTR",
+    "RUNNER_UP_ATTR",
     "RUN_ID_ATTR",
+    "SCORES_ATTR",
     "TESTED_ATTR",
     "History",
     "Outcome",
@@ -74,6 +76,11 @@ HISTORY_ATTR = "history"
 # study tests its best trial once; a resumed study that finds a new best tests that one too,
 # and the count says the test set has been looked at more than once.
 TESTED_ATTR = "test_evaluations"
+# On the study: the tested trial's scores from that one evaluation ({"trial", "n", "correct",
+# "nll", "ece", "temperature", "nll_scaled", "ece_scaled"}; the temperature fitted on validation)
+SCORES_ATTR = "test_scores"
+# On the study: the best trial against the runner-up on validation (McNemar's paired test)
+RUNNER_UP_ATTR = "runner_up"
 MAX_RETRY = 3  # an interrupted trial's params are queued again at most this many times
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_accuracy", "epoch_time_s")

@@ -290,6 +290,8 @@ def store_options(home: Home) -> str:
 def summary(result: StudyResult, verbose: bool = False) -> str:
     """What `sweep run` prints at the end: the result first, then where things are; with
     `verbose`, where the sweep's time went too."""
+    from ..scores import describe_calibration, describe_runner_up
+
     closing = result.closing
     if closing is None:
         return (
@@ -306,13 +308,12 @@ def summary(result: StudyResult, verbose: bool = False) -> str:
                 f"reg={p['reg']:.4g}, batch_size={p['batch_size']}",
             ],
             ["validation accuracy", f"{closing.best_value:.4f}"],
-            [
-                "test accuracy",
-                "n/a (weights not found)"
-                if closing.test_accuracy is None
-                else f"{closing.test_accuracy:.4f} ({_test_uses(closing)})",
-            ],
+            ["test accuracy", _test_accuracy(closing)],
         ]
+        if closing.test_scores is not None:
+            rows.append(["calibration", describe_calibration(closing.test_scores)])
+        if closing.runner_up is not None:
+            rows.append(["vs runner-up", describe_runner_up(closing.runner_up)])
     n_track = result.trials_this_run
     interrupted = closing.counts[Outcome.INTERRUPTED]
     rows += [
@@ -359,6 +360,16 @@ def summary(result: StudyResult, verbose: bool = False) -> str:
         rows.append(["mlflow ui", f"{sweep} ui --home {home.folder}"])
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _test_accuracy(closing: Closing) -> str:
+    if closing.test_accuracy is None:
+        return "n/a (weights not found)"
+    from ..scores import describe_interval
+
+    if closing.test_scores is None:  # tested before the scores were kept
+        return f"{closing.test_accuracy:.4f} ({_test_uses(closing)})"
+    return describe_interval(closing.test_scores).replace(")", f"; {_test_uses(closing)})")
 
 
 def _test_uses(closing: Closing) -> str:

@@ -12,9 +12,10 @@ stores hold about them):
   learning rate x reg grid;
 - `curves.png`: training loss, training accuracy and validation accuracy per epoch of the top
   trials (pruned trials faded);
-- `confusion.png` and `predictions.png`: the tested trial's one test evaluation: its confusion
-  matrix, and test images with true and predicted classes (the first ones, the most confident
-  mistakes);
+- `confusion.png`, `predictions.png` and `reliability.png`: the tested trial's one test
+  evaluation: its confusion matrix (counts; the errors on a colour scale of their own), test
+  images with true and predicted classes (the first ones, the most confident mistakes), and its
+  reliability diagram (at its own temperature and at the one fitted on validation);
 - `history.png` and `importances.png`: Optuna's optimization history and parameter importances;
 - `timing.png`: naive vs vectorized, loss + gradient and one training epoch (best of several
   runs, the spread, the thread count), as the study measured them when it was created;
@@ -28,6 +29,7 @@ files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -46,6 +48,7 @@ from .figures import (
     history_figure,
     importances_figure,
     predictions_figure,
+    reliability_figure,
     templates_figure,
     timing_figure,
 )
@@ -53,10 +56,12 @@ from .page import page
 from .view import (
     StudyView,
     cell_axes,
+    describe_edges,
     grid_cell_bests,
     heatmap_cells,
     importances,
     mosaic,
+    range_edges,
     template_columns,
     template_images,
 )
@@ -73,6 +78,7 @@ FILES = {
     "curves": "curves.png",
     "confusion": "confusion.png",
     "predictions": "predictions.png",
+    "reliability": "reliability.png",
     "history": "history.png",
     "importances": "importances.png",
     "timing": "timing.png",
@@ -149,11 +155,15 @@ def write_report(view: StudyView, folder: Path, drawn_for: str = "") -> Report:
         "cells": cells,
     }
     save("heatmap", heatmap_figure(view, cells))
+    notes += describe_edges(view)
+    data["range_edges"] = [[name, side, value] for name, side, value, _ in range_edges(view)]
 
     best = view.best
     data["best"] = None if best is None else {"trial": best.number, "value": best.value}
     data["test_accuracy"] = view.test_accuracy
     data["test_evaluations"] = [list(pair) for pair in view.test_evaluations]
+    data["test_scores"] = view.test_scores
+    data["runner_up"] = view.runner_up
     if best is None:
         notes.append(
             "No trial completed, so there are no weight templates, gallery or learning curves; "
@@ -293,6 +303,13 @@ def _test(
         "confusion": test.confusion.tolist(),
         "samples": listed(test.samples),
         "mistakes": listed(test.mistakes),
+        "calibration": [
+            {"model": name, **dataclasses.asdict(cal)}
+            for name, cal in (("T=1", test.calibration), ("T fitted", test.scaled))
+            if cal is not None
+        ],
     }
     save("confusion", confusion_figure(view, test))
     save("predictions", predictions_figure(view, test))
+    if test.calibration is not None:
+        save("reliability", reliability_figure(view, test))

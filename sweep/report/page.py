@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..scores import describe_calibration, describe_interval, describe_runner_up
 from ..spec import StudySpec
 from .view import StudyView
 
@@ -20,6 +21,7 @@ CAPTIONS = {
     "curves": "Learning curves",
     "confusion": "Confusion matrix on the test set (the tested trial)",
     "predictions": "Test images: predictions and the most confident mistakes",
+    "reliability": "Calibration on the test set: the reliability diagram",
     "history": "Optimization history",
     "importances": "Hyperparameter importances",
     "timing": "Naive vs vectorized: loss and one training epoch",
@@ -144,7 +146,14 @@ def _summary(view: StudyView) -> list[tuple[str, str]]:
     if view.test_accuracy is not None:
         uses = len(view.test_evaluations)
         how = "evaluated once" if uses == 1 else f"the test set used {uses} times: see the note"
-        summary.append(("test accuracy", f"{view.test_accuracy:.4f} (best trial, {how})"))
+        if view.test_scores is None:  # tested before the scores were kept
+            summary.append(("test accuracy", f"{view.test_accuracy:.4f} (best trial, {how})"))
+        else:
+            shown = describe_interval(view.test_scores).replace(")", f"; best trial, {how})")
+            summary.append(("test accuracy", shown))
+            summary.append(("calibration", describe_calibration(view.test_scores)))
+    if view.runner_up is not None:
+        summary.append(("best vs runner-up", describe_runner_up(view.runner_up)))
     return summary + list(view.links.items())
 
 

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..scores import stored_scores
 from ..spec import PARAMS, ParamRange, StudySpec
 from ..trial import (
     CHARTED,
     REASON_ATTR,
     RUN_ID_ATTR,
+    RUNNER_UP_ATTR,
     History,
     Outcome,
     Params,
@@ -40,14 +42,17 @@ __all__ = [
     "TestView",
     "TrialView",
     "cell_axes",
+    "describe_edges",
     "gather",
     "grid_cell_bests",
     "heatmap_cells",
     "importances",
     "mosaic",
     "power_label",
+    "range_edges",
     "template_columns",
     "template_images",
+    "template_weights",
     "test_view",
 ]
 
@@ -90,14 +95,20 @@ class TestView:
     confusion: np.ndarray  # (C, C) counts, rows: true class, columns: predicted class
     samples: list[Shown]
     mistakes: list[Shown]
+    calibration: Any = None  # engine.Calibration of its probabilities (the reliability diagram)
+    scaled: Any = None  # the same at the temperature fitted on validation, if one was
 
 
-def test_view(trial: int, weights: np.ndarray, data: Any) -> TestView:
+def test_view(
+    trial: int, weights: np.ndarray, data: Any, temperature: float | None = None
+) -> TestView:
     """Predict the test split of `data` (an engine Dataset) with `weights`: the same evaluation
-    as the test accuracy (deterministic), kept for the report's figures."""
+    as the test accuracy (deterministic), kept for the report's figures; `temperature` is the
+    one fitted on validation when the test was scored (`scores.score_test`)."""
     import engine
 
-    probs = engine.predict_proba(weights, data.X_test)  # (N, C)
+    S = engine.scores(weights, data.X_test)
+    probs = np.exp(engine.log_softmax(S))  # (N, C)
     predicted = probs.argmax(axis=1)
     confidence = probs[np.arange(probs.shape[0]), predicted]
     y = data.y_test
@@ -119,6 +130,10 @@ def test_view(trial: int, weights: np.ndarray, data: Any) -> TestView:
         confusion=confusion,
         samples=[shown(k) for k in range(min(SHOWN_IMAGES, y.shape[0]))],
         mistakes=[shown(k) for k in worst],
+        calibration=engine.calibration(probs, y),
+        scaled=None
+        if temperature is None
+        else engine.calibration(np.exp(engine.log_softmax(S / temperature)), y),
     )
 
 
@@ -134,6 +149,8 @@ class StudyView:
     test_accuracy: float | None = None
     test_evaluations: list[tuple[int, float]] = field(default_factory=list)  # (trial, accuracy)
     test: TestView | None = None
+    test_scores: dict[str, Any] | None = None  # the tested trial's (scores.stored_scores)
+    runner_up: dict[str, Any] | None = None  # best vs runner-up on validation (McNemar)
     loss_timing: Mapping[str, Any] | None = None
     weights: dict[int, np.ndarray] = field(default_factory=dict)  # by trial number
     # {trial: {metric: [value per epoch]}}: train_loss, train_accuracy, val_accuracy
@@ -230,6 +247,10 @@ def gather(
     tested = dict(view.test_evaluations)
     if best is not None and best.number in tested:
         view.test_accuracy = tested[best.number]
+        view.test_scores = stored_scores(attrs, best.number)
+        runner_up = attrs.get(RUNNER_UP_ATTR)
+        if isinstance(runner_up, dict) and runner_up.get("best") == best.number:
+            view.runner_up = runner_up
     for number in view.template_trials():
         found = (weights or {}).get(number)
         if found is None and run_ids.get(number):
@@ -238,7 +259,8 @@ def gather(
             view.weights[number] = found
     if data is not None and best is not None and view.test_accuracy is not None:
         if best.number in view.weights:
-            view.test = test_view(best.number, view.weights[best.number], data)
+            temperature = (view.test_scores or {}).get("temperature")
+            view.test = test_view(best.number, view.weights[best.number], data, temperature)
     top, pruned = view.curve_trials()
     for shown in top + pruned:
         kept = histories[shown.number]
@@ -289,6 +311,49 @@ def grid_cell_bests(cells: list[dict[str, Any]]) -> dict[tuple[int, int], int]:
         if c["value"] is not None and (key not in best or c["value"] > best[key]["value"]):
             best[key] = c
     return {key: c["trial"] for key, c in best.items()}
+
+
+EDGE_SHARE = (
+    0.05  # a best value in the outer 5% of its searched range (log-scaled if log) is on its edge
+)
+
+
+def range_edges(view: StudyView) -> list[tuple[str, str, float, ParamRange]]:
+    """The searched float parameters whose best value sits on the edge of their range: (name,
+    "low" or "high", the best's value, the range). A best on the edge says the range is binding:
+    a wider one may hold better settings. A grid's edge is its first or last value."""
+    best = view.best
+    found = []
+    for name in ("learning_rate", "reg"):
+        space: ParamRange = getattr(view.spec, name)
+        value = getattr(best, name) if best is not None else None
+        if value is None:
+            continue
+        if space.values is not None:
+            if len(space.values) < 3:
+                continue
+            ordered = sorted(space.values)
+            side = "low" if value <= ordered[0] else "high" if value >= ordered[-1] else ""
+        else:
+            assert space.low is not None and space.high is not None
+            log = space.log and space.low > 0 and value > 0
+            at = (lambda v: math.log10(v)) if log else (lambda v: v)
+            share = (at(value) - at(space.low)) / (at(space.high) - at(space.low))
+            side = "low" if share <= EDGE_SHARE else "high" if share >= 1 - EDGE_SHARE else ""
+        if side:
+            found.append((name, side, float(value), space))
+    return found
+
+
+def describe_edges(view: StudyView) -> list[str]:
+    """One sentence per range the best trial sits on the edge of."""
+    words = {"learning_rate": "learning rate", "reg": "reg"}
+    return [
+        f"The best trial's {words[name]} ({value:.4g}) is at the {side} end of its searched "
+        f"range ({space.describe()}): the range is binding, and a wider one may find better "
+        "settings."
+        for name, side, value, space in range_edges(view)
+    ]
 
 
 # -- the heatmap's cells -----------------------------------------------------------------------
@@ -438,6 +503,13 @@ def template_images(weights: np.ndarray, image_shape: Sequence[int]) -> np.ndarr
     low, high = float(images.min()), float(images.max())
     scaled = (images - low) / (high - low) * 255.0 if high > low else np.full_like(images, 127.0)
     return _display(scaled.astype(np.uint8))
+
+
+def template_weights(weights: np.ndarray, image_shape: Sequence[int]) -> np.ndarray:
+    """Each class's weights (bias row excluded) as a float image (C, *image_shape), unscaled:
+    what a diverging colour map centred at 0 shows."""
+    W = np.asarray(weights, dtype=np.float64)[:-1]
+    return W.T.reshape(W.shape[1], *image_shape)
 
 
 def mosaic(images: np.ndarray, columns: int) -> np.ndarray:

@@ -65,10 +65,39 @@ def test_the_test_figures_come_from_the_tested_trials_one_evaluation(
         shown = {m["index"] for m in mistakes}
         rest = [probs[k].max() for k in wrong if k not in shown]
         assert max(rest) <= min(confidences) + 1e-4
-    for name in ("confusion.png", "predictions.png"):
+    for name in ("confusion.png", "predictions.png", "reliability.png"):
         assert (folder / name).stat().st_size > 5000
+    # The one test number with its uncertainty and calibration, from the same predictions
+    correct = int(np.sum(predicted == data.y_test))
+    nll = float(-np.mean(np.log(probs[np.arange(len(data.y_test)), data.y_test])))
+    scores = report["test_scores"]
+    assert (scores["trial"], scores["n"], scores["correct"]) == (best, 150, correct)
+    assert scores["nll"] == pytest.approx(nll, rel=1e-6)  # (float32 weights)
+    assert scores["ece"] == pytest.approx(report["test"]["calibration"][0]["ece"])
+    low, high = engine.wilson_interval(correct, 150)
     page = (folder / "index.html").read_text()
-    assert "(best trial, evaluated once)" in page
+    assert f"({low:.4f}-{high:.4f}".replace("(", "(95% CI ") in page
+    assert f"{correct} of 150; best trial, evaluated once)" in page
+    run_summary = summary(outcome)
+    assert f"test accuracy        {correct / 150:.4f} (95% CI {low:.4f}-{high:.4f}" in run_summary
+    assert f"NLL {nll:.4f}" in run_summary
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ev")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.`softsweep.role` = 'study'")
+    assert run.data.metrics["test_accuracy_low"] == pytest.approx(low)
+    assert run.data.metrics["test_accuracy_high"] == pytest.approx(high)
+    assert run.data.metrics["test_nll"] == pytest.approx(nll, rel=1e-6)
+    # The best against the runner-up (the other cell) on validation, example by example
+    other = 0.3 if params["learning_rate"] == 0.03 else 0.03
+    (second,) = engine.train_many(data, [(other, 0.0)], batch_size=16, epochs=3, seed=0)
+    best_right = engine.predict(model.weights, data.X_val) == data.y_val
+    second_right = engine.predict(second.weights, data.X_val) == data.y_val
+    runner_up = report["runner_up"]
+    assert runner_up["best"] == best
+    assert runner_up["only_best"] == int(np.sum(best_right & ~second_right))
+    assert runner_up["only_runner_up"] == int(np.sum(second_right & ~best_right))
+    assert runner_up["p_value"] == pytest.approx(engine.mcnemar(best_right, second_right).p_value)
+    assert f"McNemar p = {runner_up['p_value']:.2g}" in run.data.tags["softsweep.runner_up"]
 
 
 def test_a_resumed_study_with_a_new_best_says_the_test_set_was_used_twice(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .base import DPI
-from .evaluation import confusion_figure, predictions_figure
+from .evaluation import confusion_figure, predictions_figure, reliability_figure
 from .study import (
     curves_figure,
     gallery_figure,
@@ -34,6 +34,7 @@ __all__ = [
     "history_figure",
     "importances_figure",
     "predictions_figure",
+    "reliability_figure",
     "templates_figure",
     "timing_figure",
     "warm_up",

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...trial import CHARTED
-from ..view import StudyView, TrialView, cell_axes, template_columns
+from ..view import (
+    StudyView,
+    TrialView,
+    cell_axes,
+    range_edges,
+    template_columns,
+    template_weights,
+)
 from .base import _figure
 
 if TYPE_CHECKING:
@@ -25,6 +32,15 @@ __all__ = [
     "templates_figure",
     "timing_figure",
 ]
+
+HEAT_RANGE = 0.03  # the heatmap's colours span the best cell's value minus this, to the best
+# (parameter, end of its range) -> the arrow's direction in cells (larger reg is drawn on top)
+ARROWS = {
+    ("learning_rate", "high"): (1, 0),
+    ("learning_rate", "low"): (-1, 0),
+    ("reg", "high"): (0, -1),
+    ("reg", "low"): (0, 1),
+}
 
 # How a cell without a completed trial is drawn: fill colour, hatch.
 MARKS = {
@@ -46,10 +62,15 @@ def heatmap_figure(view: StudyView, cells: list[dict[str, Any]]) -> Figure:
     batch_sizes = sorted({c["batch_size"] for c in cells})
     values = [c["value"] for c in cells if c["value"] is not None]
     vmin, vmax = (min(values), max(values)) if values else (0.0, 1.0)
+    # The colours separate the good cells: the top HEAT_RANGE below the best spans the map,
+    # and anything lower takes its darkest colour (its value is written in the cell).
+    clipped = vmax - vmin > HEAT_RANGE
+    vmin = max(vmin, vmax - HEAT_RANGE)
     if vmax - vmin < 1e-3:
         vmin, vmax = vmin - 0.005, vmax + 0.005
     cmap = "viridis"
     norm = Normalize(vmin, vmax)
+    edges = range_edges(view)
     columns = min(2, len(batch_sizes))
     rows = math.ceil(len(batch_sizes) / columns)
     fig = _figure(
@@ -69,13 +90,21 @@ def heatmap_figure(view: StudyView, cells: list[dict[str, Any]]) -> Figure:
             if c["value"] is not None:
                 grid[row, col] = c["value"]
                 count = f"\nn={c['n_trials']}" if binned or c["n_trials"] > 1 else ""
-                notes[row, col] = f"{c['value']:.3f}{count}"
+                notes[row, col] = f"{c['value']:.4f}{count}"
             else:
                 marks.append((row, col, c["state"], c["n_trials"]))
             if c["best"]:
                 ax.add_patch(
                     Rectangle((col, row), 1, 1, fill=False, edgecolor="#d62728", lw=3, zorder=5)
                 )
+                for name, side, _, _ in edges:  # the range is binding: an arrow out of it
+                    dx, dy = ARROWS[(name, side)]
+                    ax.annotate(
+                        "", xy=(col + 0.5 + 0.75 * dx, row + 0.5 + 0.75 * dy),
+                        xytext=(col + 0.5 + 0.3 * dx, row + 0.5 + 0.3 * dy),
+                        arrowprops={"arrowstyle": "-|>", "color": "#d62728", "lw": 2},
+                        annotation_clip=False, zorder=6,
+                    )  # fmt: skip
         # seaborn picks each value's ink for its cell's colour; cells without one are masked
         # and drawn below with their state.
         sns.heatmap(
@@ -107,28 +136,54 @@ def heatmap_figure(view: StudyView, cells: list[dict[str, Any]]) -> Figure:
     fig.colorbar(
         ScalarMappable(norm=norm, cmap=cmap),
         ax=list(axes),
-        label="validation accuracy",
+        label="validation accuracy"
+        + (f" (the top {HEAT_RANGE:g}; lower: darkest)" if clipped else ""),
         shrink=0.9,
+        extend="min" if clipped else "neither",
     )
     kind = "grid cells" if not binned else "log-binned cells, best trial per cell"
-    fig.suptitle(f"{view.spec.name}: validation accuracy ({kind})", fontsize=11)
+    title = f"{view.spec.name}: validation accuracy ({kind})"
+    if edges:
+        title += (
+            "\nred arrow: the best sits on the edge of its "
+            + " and ".join(
+                f"{'learning-rate' if name == 'learning_rate' else 'reg'} range ({side} end)"
+                for name, side, _, _ in edges
+            )
+            + ": that range is binding"
+        )
+    fig.suptitle(title, fontsize=11)
     return fig
 
 
 def templates_figure(view: StudyView, best: TrialView, images: np.ndarray) -> Figure:
+    """One image per class: the weights themselves (grey data), on a diverging colour map
+    centred at 0 (red: the pixel raises the class's score, blue: lowers it), one symmetric scale
+    for every class; colour data keeps cs231n's min-max RGB picture (`images`)."""
     n = images.shape[0]
     columns = template_columns(n)
     rows = math.ceil(n / columns)
     h, w = images.shape[1:3]
+    grey = images.ndim == 3
+    raw = template_weights(view.weights[best.number], view.image_shape) if grey else None
+    if raw is not None and raw.ndim == 2:  # flat vectors: one row of pixels each
+        raw = raw[:, None, :]
     panel = 1.6 * min(1.0, max(0.5, w / h))
-    fig = _figure(columns * panel, rows * 1.6 * min(1.0, h / w) + 0.7)
+    fig = _figure(columns * panel + (0.9 if grey else 0.0), rows * 1.6 * min(1.0, h / w) + 0.7)
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    limit = float(np.abs(raw).max()) if raw is not None and raw.size else 1.0
+    drawn = None
     for k, ax in enumerate(axes):
         ax.axis("off")
         if k < n:
-            ax.imshow(images[k], cmap="gray" if images.ndim == 3 else None, vmin=0, vmax=255)
+            if raw is not None:
+                drawn = ax.imshow(raw[k], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            else:
+                ax.imshow(images[k], vmin=0, vmax=255)
             name = view.class_names[k] if k < len(view.class_names) else str(k)
             ax.set_title(name, fontsize=9)
+    if drawn is not None:
+        fig.colorbar(drawn, ax=list(axes), shrink=0.8, label="weight (0: white)")
     on = "\n(the weights on standardized pixels)" if view.spec.standardize else ""
     fig.suptitle(
         f"Weight templates, trial #{best.number} ({best.describe()}), val acc {best.value:.4f}{on}",
@@ -221,7 +276,7 @@ def gallery_figure(
 
 
 CURVE_LABELS = {
-    "train_loss": "training loss",
+    "train_loss": "training loss (data + L2)",
     "train_accuracy": "training accuracy",
     "val_accuracy": "validation accuracy",
 }
@@ -234,7 +289,10 @@ def curves_figure(
     curves: Mapping[int, Mapping[str, list[float]]],
 ) -> Figure:
     """Loss, training and validation accuracy per epoch of the top trials (seaborn, from a
-    long-format frame); pruned trials faded in the validation panel; the legend below."""
+    long-format frame), each panel framed on them; a fourth panel has the validation accuracy of
+    the top trials and every pruned one (grey), on a scale that holds them all. The training
+    numbers are running averages over the epoch's mini-batches, each taken before its update
+    (the model moves during the epoch); validation is measured after the epoch."""
     import pandas as pd
     import seaborn as sns
     from matplotlib.ticker import MaxNLocator
@@ -248,33 +306,47 @@ def curves_figure(
     ]
     frame = pd.DataFrame(rows, columns=["trial", "epoch", "metric", "value"])
     order = list(dict.fromkeys(frame["trial"]))
-    fig = _figure(11.0, 4.8)
-    axes = fig.subplots(1, 3)
-    for ax, metric in zip(axes, CHARTED, strict=True):
-        if metric == "val_accuracy":
+    fig = _figure(11.0, 8.2)
+    axes = fig.subplots(2, 2).ravel()
+    panels = [*CHARTED, "all"]
+    for ax, metric in zip(axes, panels, strict=True):
+        shown = frame[frame["metric"] == ("val_accuracy" if metric == "all" else metric)]
+        if metric == "all":
             for t in faded:
-                ys = curves.get(t.number, {}).get(metric, [])
-                ax.plot(range(1, len(ys) + 1), ys, color="#9e9e9e", alpha=0.35, lw=1)
-        shown = frame[frame["metric"] == metric]
+                ys = curves.get(t.number, {}).get("val_accuracy", [])
+                ax.plot(range(1, len(ys) + 1), ys, color="#9e9e9e", alpha=0.6, lw=1,
+                        marker="x", markersize=3)  # fmt: skip
         if not shown.empty:
             sns.lineplot(
                 shown, x="epoch", y="value", hue="trial", hue_order=order, palette="tab10",
                 marker="o", markersize=3.5, linewidth=1.6, ax=ax, legend=metric == "val_accuracy",
             )  # fmt: skip
-            low, high = shown["value"].min(), shown["value"].max()
-            margin = max(0.005, 0.1 * (high - low))  # frames the top trials; faded ones cut
-            ax.set_ylim(low - margin, high + margin)
+            if metric != "all":  # framed on the top trials
+                low, high = shown["value"].min(), shown["value"].max()
+                margin = max(0.005, 0.1 * (high - low))
+                ax.set_ylim(low - margin, high + margin)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel(CURVE_LABELS[metric])
+        ax.set_ylabel(CURVE_LABELS["val_accuracy" if metric == "all" else metric])
         ax.grid(alpha=0.3)
+    axes[0].set_title("mean over the epoch's mini-batches, before each update", fontsize=8.5)
+    axes[1].set_title("mean over the epoch's mini-batches, before each update", fontsize=8.5)
+    axes[2].set_title("after each epoch, on the validation split", fontsize=8.5)
+    axes[3].set_title(
+        f"the same, with the {len(faded)} pruned trials (grey, x) on a scale that holds them"
+        if faded
+        else "the same, on a wider scale (no trial was pruned)",
+        fontsize=8.5,
+    )
     legend = axes[2].get_legend()
     if legend is not None:  # below the panels: a legend inside would hide curves
         handles, labels = axes[2].get_legend_handles_labels()
         legend.remove()
         if faded:
-            (grey,) = axes[2].plot([], [], color="#9e9e9e", alpha=0.5)
-            handles, labels = [*handles, grey], [*labels, f"pruned ({len(faded)} trials)"]
+            (grey,) = axes[3].plot([], [], color="#9e9e9e", alpha=0.6, marker="x")
+            pruned = ", ".join(f"#{t.number}" for t in faded[:12])
+            more = f" and {len(faded) - 12} more" if len(faded) > 12 else ""
+            handles, labels = [*handles, grey], [*labels, f"pruned: {pruned}{more}"]
         fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7.5)
     fig.suptitle(f"{view.spec.name}: learning curves of the top {len(top)} trials", fontsize=11)
     return fig
@@ -317,21 +389,29 @@ def _runs(timing: Mapping[str, Any], key: str) -> list[float]:
 
 
 def _timed_bars(ax: Any, names: list[str], runs: list[list[float]], unit: str, scale: float) -> str:
-    """Horizontal bars at each best run, a whisker to the slowest; returns the speedup text."""
+    """Horizontal bars at each median run (the typical one), a whisker from the best to the
+    slowest; the scale holds the typical runs (a far slowest run runs off it, its value is
+    written); returns the speedup text."""
     best = [min(r) * scale for r in runs]
+    typical = [float(np.median(r)) * scale for r in runs]
     worst = [max(r) * scale for r in runs]
-    ax.barh(names, best, color=["#ff7f0e", "#2ca02c"][: len(names)])
-    above = [w - b for w, b in zip(worst, best, strict=True)]
-    ax.errorbar(best, names, xerr=[[0.0] * len(best), above], fmt="none", ecolor="#444", capsize=3)
-    for y, (b, w, r) in enumerate(zip(best, worst, runs, strict=True)):  # right of the whisker
-        ax.text(w * 1.25, y, f"{b:.3g} {unit}, best of {len(r)} (slowest {w:.3g})",
-                va="center", fontsize=8)  # fmt: skip
+    ax.barh(names, typical, color=["#ff7f0e", "#2ca02c"][: len(names)])
+    ax.errorbar(
+        typical, names, xerr=[[t - b for t, b in zip(typical, best, strict=True)],
+                              [w - t for w, t in zip(worst, typical, strict=True)]],
+        fmt="none", ecolor="#444", capsize=3,
+    )  # fmt: skip
+    right = max(typical) * 40
+    for y, (b, t, w, r) in enumerate(zip(best, typical, worst, runs, strict=True)):
+        ax.text(min(w, right / 8) * 1.2, y,
+                f"median {t:.3g} {unit} of {len(r)} runs\n(best {b:.3g}, slowest {w:.3g})",
+                va="center", fontsize=7.5)  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlim(min(best) / 2, max(worst) * 60)
+    ax.set_xlim(min(best) / 2, right)
     ax.invert_yaxis()
     if min(len(r) for r in runs) < 3:  # one sample is no measurement: no headline from it
         return "too few runs to compare"
-    return f"{best[0] / best[1]:.0f}x faster (best runs)"
+    return f"{typical[0] / typical[1]:.0f}x faster (median runs)"
 
 
 def timing_figure(timing: Mapping[str, Any]) -> Figure:
@@ -344,7 +424,7 @@ def timing_figure(timing: Mapping[str, Any]) -> Figure:
     headline = _timed_bars(
         axes[0], ["naive (Python loops)", "vectorized (NumPy)"], loss_runs, "ms", 1e3
     )
-    axes[0].set_xlabel("loss + gradient (ms, log scale; whisker: slowest run)")
+    axes[0].set_xlabel("loss + gradient, ms (log scale; bar: median, whisker: best to slowest)")
     axes[0].set_title(
         f"Loss + gradient: vectorized is {headline}\n"
         f"({int(timing['n_samples'])} samples x {int(timing['n_features'])} features, "
@@ -358,7 +438,9 @@ def timing_figure(timing: Mapping[str, Any]) -> Figure:
             f"matrix (engine)\nval acc {train['matrix_val_accuracy']:.4f}",
         ]
         headline = _timed_bars(axes[1], names, epoch_runs, "s", 1.0)
-        axes[1].set_xlabel("one SGD epoch (s, log scale; whisker: slowest run)")
+        axes[1].set_xlabel(
+            "one SGD epoch, s (log scale; bar: median, whisker: best to slowest)"
+        )
         axes[1].set_title(
             f"Training: the matrix kernel is {headline}\n"
             f"({int(train['n_samples'])} examples, batch {int(train['batch_size'])}, "

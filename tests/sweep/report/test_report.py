@@ -4,6 +4,7 @@ studies run for real (tiny IDX data, SQLite + MLflow stores in a temporary home)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -17,14 +18,16 @@ from mlflow import MlflowClient
 
 from sweep.cli import main
 from sweep.report import files as reports
-from sweep.report.figures import heatmap_figure, templates_figure
+from sweep.report.figures import heatmap_figure, templates_figure, timing_figure
 from sweep.report.view import (
     StudyView,
     TrialView,
     cell_axes,
+    describe_edges,
     gather,
     heatmap_cells,
     power_label,
+    range_edges,
     template_images,
 )
 from sweep.spec import parse_spec
@@ -124,7 +127,12 @@ def test_heatmap_figure_axes_panels_and_marks(grid, view: StudyView) -> None:
     texts = [t.get_text() for t in ax.texts]
     assert "diverged" in texts
     best = study.best_value
-    assert f"{best:.3f}" in texts
+    assert f"{best:.4f}" in texts
+    # The colours span the top 0.03 below the best (the worse cells share the darkest colour)
+    (bar,) = [a for a in fig.axes if a.get_ylabel().startswith("validation accuracy")]
+    values = [c["value"] for c in heatmap_cells(view) if c["value"] is not None]
+    assert bar.get_ylim()[0] == pytest.approx(max(min(values), best - 0.03))
+    assert min(values) < best - 0.03 and "the top 0.03" in bar.get_ylabel()
     outlined = [
         p
         for p in ax.patches
@@ -143,6 +151,43 @@ def test_templates_one_panel_per_class_titled_with_class_names(
     shown = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in shown] == ["0", "1", "2"]  # the tiny data's class names
     assert all(ax.images[0].get_array().shape == (6, 5) for ax in shown)
+    # The weights themselves on a diverging map centred at 0, one scale for every class
+    W = view.weights[best.number][:-1]
+    limit = float(np.abs(W).max())
+    for k, ax in enumerate(shown):
+        image = ax.images[0]
+        assert image.get_cmap().name == "RdBu_r" and image.get_clim() == (-limit, limit)
+        np.testing.assert_allclose(image.get_array(), W[:, k].reshape(6, 5))
+
+
+def test_a_best_on_the_edge_of_its_range_is_named(view: StudyView, data_folder: Path) -> None:
+    ranged = parse_spec(
+        spec_text("edge", data_folder, sampler="tpe", lr="{ low = 1e-4, high = 0.1, log = true }",
+                  reg="{ low = 1e-5, high = 1.0, log = true }"), "edge.toml",
+    )  # fmt: skip
+
+    def best_at(lr: float, reg: float) -> StudyView:
+        trial = TrialView(1, "complete", lr, reg, 16, 0.85)
+        return dataclasses.replace(view, spec=ranged, trials=[trial])
+
+    # 0.0879 is 98% of the way up 1e-4..0.1 on a log scale; 5% is the edge
+    assert range_edges(best_at(0.0879, 1e-3)) == [
+        ("learning_rate", "high", 0.0879, ranged.learning_rate)
+    ]
+    assert range_edges(best_at(0.01, 1e-3)) == []
+    assert [(n, side) for n, side, _, _ in range_edges(best_at(1.1e-4, 1.2e-5))] == [
+        ("learning_rate", "low"), ("reg", "low"),
+    ]  # fmt: skip
+    (sentence,) = describe_edges(best_at(0.0879, 1e-3))
+    assert (
+        "learning rate (0.0879) is at the high end of its searched range (0.0001..0.1 (log))"
+        in (sentence)
+    )
+    # A grid's edge is its first or last value: the grid study's best
+    best = view.best
+    assert best is not None
+    on_edge = {name for name, _, _, _ in range_edges(view)}
+    assert ("learning_rate" in on_edge) == (best.learning_rate in (0.03, 1000.0))
 
 
 def test_gallery_lays_out_each_cells_templates_on_the_grid(grid) -> None:
@@ -190,6 +235,8 @@ def test_curves_history_importances_timing_and_page(grid) -> None:
         assert f'src="{name}"' in page and (folder / name).stat().st_size > 1000
     assert page.count("<tr><td") == len(study.trials)
     assert "diverged at epoch 1" in page
+    assert "bar: median" in timing_figure(timing).axes[0].get_xlabel()
+    assert timing_figure(timing).axes[0].get_title().startswith("Loss + gradient: vectorized is")
 
 
 def test_reports_are_artifacts_of_the_study_run(grid, home: Path) -> None:

@@ -1,0 +1,136 @@
+"""The tested model's scores, with their uncertainty: its one evaluation on the test set (the
+accuracy with its Wilson interval, the NLL and ECE, both again at a temperature fitted on
+validation), the best trial against the runner-up on validation (McNemar), and how each reads.
+
+Both are kept on the study (SCORES_ATTR, RUNNER_UP_ATTR), so that a re-run, `sweep sync` and the
+report read them back instead of looking at the test set again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import engine
+
+from .trial import RUN_ID_ATTR, RUNNER_UP_ATTR, SCORES_ATTR, Outcome, outcome_of
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from .track.tracker import Tracker
+
+__all__ = [
+    "compare_runner_up",
+    "describe_calibration",
+    "describe_interval",
+    "describe_runner_up",
+    "score_test",
+    "stored_scores",
+]
+
+
+def score_test(number: int, weights: np.ndarray, data: engine.Dataset) -> dict[str, Any]:
+    """The one evaluation of a trial on the test set: how many of how many it got right (the
+    accuracy and its interval), its NLL and ECE, and both again at the temperature fitted on
+    the validation split (temperature scaling changes confidence, never a prediction)."""
+    S = engine.scores(weights, data.X_test)
+    y = data.y_test
+    temperature = engine.fit_temperature(engine.scores(weights, data.X_val), data.y_val)
+
+    def ece(t: float) -> float:
+        return engine.calibration(np.exp(engine.log_softmax(S / t)), y).ece
+
+    return {
+        "trial": number,
+        "n": int(y.shape[0]),
+        "correct": int(np.sum(S.argmax(axis=1) == y)),
+        "nll": engine.nll(S, y),
+        "ece": ece(1.0),
+        "temperature": temperature,
+        "nll_scaled": engine.nll(S, y, temperature),
+        "ece_scaled": ece(temperature),
+    }
+
+
+def stored_scores(study_attrs: dict[str, Any], number: int) -> dict[str, Any] | None:
+    """SCORES_ATTR if it is trial `number`'s (a study tested before it was kept has none)."""
+    scores = study_attrs.get(SCORES_ATTR)
+    return scores if isinstance(scores, dict) and scores.get("trial") == number else None
+
+
+def compare_runner_up(
+    study: optuna.Study,
+    best: FrozenTrial,
+    weights: np.ndarray,
+    data: engine.Dataset,
+    tracker: Tracker,
+    known: dict[int, np.ndarray],
+) -> dict[str, Any] | None:
+    """The best trial against the runner-up on the validation split, example by example
+    (McNemar's exact test): is the best better, or a tie that the selection happened to break?
+    Kept on the study, and compared again only when either of the two changes."""
+    done = [t for t in study.get_trials(deepcopy=False) if outcome_of(t) is Outcome.COMPLETE]
+    done.sort(key=lambda t: (-(t.value or 0.0), t.number))
+    if len(done) < 2 or done[0].number != best.number:
+        return None
+    second = done[1]
+    stored = study.user_attrs.get(RUNNER_UP_ATTR)
+    if isinstance(stored, dict) and (stored.get("best"), stored.get("runner_up")) == (
+        best.number,
+        second.number,
+    ):
+        return stored
+    other = known.get(second.number)
+    run_id = second.user_attrs.get(RUN_ID_ATTR)
+    if other is None and run_id:
+        other = tracker.download_weights(run_id)
+    if other is None:
+        return None
+    y = data.y_val
+    test = engine.mcnemar(
+        engine.predict(weights, data.X_val) == y, engine.predict(other, data.X_val) == y
+    )
+    found = {
+        "best": best.number,
+        "runner_up": second.number,
+        "n": int(y.shape[0]),
+        "only_best": test.only_first,
+        "only_runner_up": test.only_second,
+        "p_value": test.p_value,
+    }
+    study.set_user_attr(RUNNER_UP_ATTR, found)
+    return found
+
+
+def describe_interval(scores: dict[str, Any]) -> str:
+    """'0.8446 (95% CI 0.8374-0.8516, 8446 of 10000)': the Wilson interval of the one test."""
+    low, high = engine.wilson_interval(scores["correct"], scores["n"])
+    accuracy = scores["correct"] / scores["n"]
+    return f"{accuracy:.4f} (95% CI {low:.4f}-{high:.4f}, {scores['correct']} of {scores['n']})"
+
+
+def describe_calibration(scores: dict[str, Any]) -> str:
+    """The tested model's NLL and ECE on test, and at its temperature fitted on validation."""
+    return (
+        f"NLL {scores['nll']:.4f}, ECE {scores['ece']:.4f} on test; at the temperature "
+        f"{scores['temperature']:.3f} fitted on validation: NLL {scores['nll_scaled']:.4f}, "
+        f"ECE {scores['ece_scaled']:.4f}"
+    )
+
+
+def describe_runner_up(found: dict[str, Any]) -> str:
+    """'#17 on validation: 131 vs 118 examples only one of them got right, McNemar p = 0.45:
+    not distinguishable at 5%'."""
+    verdict = (
+        "the best is better at 5%"
+        if found["p_value"] < 0.05 and found["only_best"] > found["only_runner_up"]
+        else "not distinguishable at 5% (a tie the selection broke)"
+    )
+    return (
+        f"#{found['runner_up']} on validation: {found['only_best']} vs "
+        f"{found['only_runner_up']} examples only one of them got right, McNemar "
+        f"p = {found['p_value']:.2g}: {verdict}"
+    )
