@@ -438,9 +438,7 @@ def timing_figure(timing: Mapping[str, Any]) -> Figure:
             f"matrix (engine)\nval acc {train['matrix_val_accuracy']:.4f}",
         ]
         headline = _timed_bars(axes[1], names, epoch_runs, "s", 1.0)
-        axes[1].set_xlabel(
-            "one SGD epoch, s (log scale; bar: median, whisker: best to slowest)"
-        )
+        axes[1].set_xlabel("one SGD epoch, s (log scale; bar: median, whisker: best to slowest)")
         axes[1].set_title(
             f"Training: the matrix kernel is {headline}\n"
             f"({int(train['n_samples'])} examples, batch {int(train['batch_size'])}, "
