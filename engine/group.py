@@ -385,6 +385,7 @@ class Group:
                         "train_accuracy": float(hit_sum[pos] / n_train),
                         "val_accuracy": float(val_acc[pos]),
                         "epoch_time_s": share,
+                        "l2_term": float(reg_loss[pos]),  # train_loss's L2 part, at the end
                     }
                     self.histories[k].append(metrics[k])
                 if self.on_epoch is not None:

@@ -297,19 +297,12 @@ def _describe(
     attribute `optuna studies` shows."""
     if study.user_attrs.get("dataset") != spec.dataset:
         study.set_user_attr("dataset", spec.dataset)
-    preprocessing = (
-        "standardized (training mean and std)"
-        if spec.standardize
-        else "centred (training mean)"
-        if spec.center
-        else "pixels / 255"
-    )
     described = describe_data(
         data,
         study_file=spec.source,
         val_size=int(data.X_val.shape[0]),
         split_seed=spec.data_seed,
-        preprocessing=preprocessing,
+        preprocessing=spec.preprocessing,
     )
     notes: dict[str, object] = {
         "image_shape": list(data.image_shape),

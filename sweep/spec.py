@@ -128,6 +128,13 @@ class StudySpec:
         return self.seed if self.split_seed is None else self.split_seed
 
     @property
+    def preprocessing(self) -> str:
+        """How the study's features are scaled, in words."""
+        if self.standardize:
+            return "standardized (training mean and std)"
+        return "centred (training mean)" if self.center else "pixels / 255"
+
+    @property
     def grid_size(self) -> int | None:
         """Number of grid cells for a grid study, else None."""
         if self.sampler != "grid":

@@ -44,6 +44,7 @@ __all__ = [
     "CHARTED",
     "EPOCH_METRICS",
     "HISTORY_ATTR",
+    "L2_TERM",
     "MAX_RETRY",
     "OUTCOME_ATTR",
     "OWNER_ATTR",
@@ -84,6 +85,9 @@ RUNNER_UP_ATTR = "runner_up"
 MAX_RETRY = 3  # an interrupted trial's params are queued again at most this many times
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_accuracy", "epoch_time_s")
+# reg * sum(W ** 2) at the epoch's end: train_loss is the epoch's mean data loss plus this (kept
+# since the regularization path; a trial from before has none, and its history still reads)
+L2_TERM = "l2_term"
 CHARTED = EPOCH_METRICS[:3]  # the per-epoch metrics a run charts (an epoch's time stays in Optuna)
 
 
@@ -203,8 +207,10 @@ class History:
         """Read from a trial (an empty history for one that never trained)."""
         stored: Mapping[str, Any] = trial.user_attrs.get(HISTORY_ATTR) or {}
         n = len(stored.get("val_accuracy") or [])
+        l2 = stored.get(L2_TERM) or []
         epochs = tuple(
             {key: float(stored[key][e]) for key in EPOCH_METRICS}
+            | ({L2_TERM: float(l2[e])} if len(l2) == n else {})
             for e in range(n)
             if all(key in stored and e < len(stored[key]) for key in EPOCH_METRICS)
         )
@@ -218,6 +224,8 @@ class History:
         stored: dict[str, list[float]] = {
             key: [round(float(h[key]), 7) for h in self.epochs] for key in EPOCH_METRICS
         }
+        if self.epochs and all(L2_TERM in h for h in self.epochs):
+            stored[L2_TERM] = [float(f"{h[L2_TERM]:.7g}") for h in self.epochs]
         if self.group_size is not None and self.group_time_s is not None:
             stored["group"] = [self.group_size, round(self.group_time_s, 4)]
         return stored

@@ -12,6 +12,7 @@ Every time is the best of several runs with their spread, and the BLAS thread co
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -19,6 +20,9 @@ import numpy as np
 import engine
 
 from .options import friendly_errors
+
+if TYPE_CHECKING:
+    from ..spec import StudySpec
 
 __all__ = ["check", "format_table", "loss_check"]
 
@@ -47,16 +51,25 @@ def loss_check(
     *,
     train_samples: int = 5000,
     repeats: int = 5,
+    study: StudySpec | None = None,
 ) -> str:
     """The four checks of the module docstring, on `samples` training examples (losses) and the
-    first `train_samples` (training; 0 skips it)."""
+    first `train_samples` (training; 0 skips it). With a `study`, on its data as its trials see
+    it (its split and preprocessing) instead of `dataset`'s pixels / 255."""
     if samples < 1:
         raise ValueError(f"--samples must be >= 1, got {samples}.")
     if train_samples < 0:
         raise ValueError(f"--train-samples must be >= 0 (0 skips training), got {train_samples}.")
     if repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {repeats}.")
-    data = engine.load_dataset(dataset, data_dir=data_dir, seed=seed)
+    if study is not None:
+        from ..launch import load_data
+
+        data = load_data(study)
+        features = f"{study.preprocessing}, as study {study.name!r} trains ({study.source})"
+    else:
+        data = engine.load_dataset(dataset, data_dir=data_dir, seed=seed)
+        features = "pixels / 255 (pass a study file to check its preprocessing)"
     rng = np.random.default_rng(seed)
     pick = rng.choice(
         data.X_train.shape[0], size=min(samples, data.X_train.shape[0]), replace=False
@@ -67,6 +80,7 @@ def loss_check(
     out = [
         f"{data.name}: {r.n_samples} samples x {r.n_features} features (bias included), "
         f"{r.n_classes} classes, reg={reg:g}, float64; BLAS threads: {engine.blas_threads()}",
+        f"features: {features}",
         "",
     ]
     # Only the data loss is -log(1/C) at the start: the L2 term reg * sum(W**2) is about
@@ -125,6 +139,9 @@ def _training(data: engine.Dataset, n: int, repeats: int, seed: int) -> list[str
 
 
 @click.command(short_help="Sanity checks: initial loss, gradients, naive vs vectorized.")
+@click.argument(
+    "study_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option(
     "--dataset",
     default="fashion-mnist",
@@ -149,6 +166,7 @@ def _training(data: engine.Dataset, n: int, repeats: int, seed: int) -> list[str
 @click.option("--repeats", default=5, show_default=True, help="Timed runs per measurement.")
 @friendly_errors
 def check(
+    study_file: Path | None,
     dataset: str,
     data_dir: Path | None,
     samples: int,
@@ -159,9 +177,20 @@ def check(
 ) -> None:
     """The course's sanity checks: initial loss vs -log(1/C), naive vs vectorized loss
     (values, times), a gradient check, and one training epoch with a per-sample loop vs the
-    matrix kernel."""
+    matrix kernel. Given a STUDY_FILE, on the study's data as its trials see it (its split
+    and preprocessing: standardized pixels for the main job); else on DATASET's pixels / 255."""
+    from ..spec import load_spec
+
+    study = load_spec(study_file) if study_file is not None else None
     click.echo(
         loss_check(
-            dataset, data_dir, samples, reg, seed, train_samples=train_samples, repeats=repeats
+            dataset,
+            data_dir,
+            samples,
+            reg,
+            seed,
+            train_samples=train_samples,
+            repeats=repeats,
+            study=study,
         )
     )

@@ -11,7 +11,9 @@ stores hold about them):
 - `gallery.png` (grid studies): the templates of each grid cell's best model, laid out on the
   learning rate x reg grid;
 - `curves.png`: training loss, training accuracy and validation accuracy per epoch of the top
-  trials (pruned trials faded);
+  trials, and the validation accuracy again with every pruned trial;
+- `path.png`: the regularization path from the study's own trials (validation accuracy, and the
+  training objective's data and L2 parts, against reg at the best learning rate and batch);
 - `confusion.png`, `predictions.png` and `reliability.png`: the tested trial's one test
   evaluation: its confusion matrix (counts; the errors on a colour scale of their own), test
   images with true and predicted classes (the first ones, the most confident mistakes), and its
@@ -47,6 +49,7 @@ from .figures import (
     heatmap_figure,
     history_figure,
     importances_figure,
+    path_figure,
     predictions_figure,
     reliability_figure,
     templates_figure,
@@ -62,6 +65,7 @@ from .view import (
     importances,
     mosaic,
     range_edges,
+    reg_path,
     template_columns,
     template_images,
 )
@@ -79,6 +83,7 @@ FILES = {
     "confusion": "confusion.png",
     "predictions": "predictions.png",
     "reliability": "reliability.png",
+    "path": "path.png",
     "history": "history.png",
     "importances": "importances.png",
     "timing": "timing.png",
@@ -187,6 +192,14 @@ def write_report(view: StudyView, folder: Path, drawn_for: str = "") -> Report:
             save("templates", templates_figure(view, best, images))
         _gallery(view, cells, data, notes, save)
         _curves(view, data, save)
+        path = reg_path(view)
+        if path:
+            data["path"] = [
+                {"trial": t.number, "reg": t.reg, "learning_rate": t.learning_rate,
+                 "val_accuracy": t.value, "train_loss": t.train_loss, "l2_term": t.l2_term}
+                for t in path
+            ]  # fmt: skip
+            save("path", path_figure(view, path))
         _test(view, data, notes, save)
 
     done = [t for t in view.trials if t.outcome == "complete"]

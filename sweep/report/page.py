@@ -19,6 +19,7 @@ CAPTIONS = {
     "templates": "Weight templates of the best model",
     "gallery": "Weight templates across the grid",
     "curves": "Learning curves",
+    "path": "The regularization path, from the study's own trials",
     "confusion": "Confusion matrix on the test set (the tested trial)",
     "predictions": "Test images: predictions and the most confident mistakes",
     "reliability": "Calibration on the test set: the reliability diagram",

@@ -16,6 +16,7 @@ from ..scores import stored_scores
 from ..spec import PARAMS, ParamRange, StudySpec
 from ..trial import (
     CHARTED,
+    L2_TERM,
     REASON_ATTR,
     RUN_ID_ATTR,
     RUNNER_UP_ATTR,
@@ -50,6 +51,7 @@ __all__ = [
     "mosaic",
     "power_label",
     "range_edges",
+    "reg_path",
     "template_columns",
     "template_images",
     "template_weights",
@@ -69,6 +71,8 @@ class TrialView:
     value: float | None  # final validation accuracy of a COMPLETE trial
     reason: str = ""
     run_id: str = ""
+    train_loss: float | None = None  # the last epoch's mean training loss, data + L2
+    l2_term: float | None = None  # its L2 part, reg * sum(W ** 2) at the end (None before kept)
 
     def describe(self) -> str:
         return f"lr={self.learning_rate:.3g}, reg={self.reg:.3g}, batch={self.batch_size}"
@@ -222,6 +226,10 @@ def gather(
                 value=t.value if t.state == TrialState.COMPLETE else None,
                 reason=str(t.user_attrs.get(REASON_ATTR, "")),
                 run_id=str(t.user_attrs.get(RUN_ID_ATTR, "")),
+                train_loss=histories[t.number].last("train_loss"),
+                l2_term=histories[t.number].last(L2_TERM)
+                if histories[t.number].epochs and L2_TERM in histories[t.number].epochs[-1]
+                else None,
             )
         )
     from ..store.notes import read_notes
@@ -354,6 +362,30 @@ def describe_edges(view: StudyView) -> list[str]:
         "settings."
         for name, side, value, space in range_edges(view)
     ]
+
+
+PATH_SPAN = 0.25  # decades of learning rate around the best's that count as "its" learning rate
+
+
+def reg_path(view: StudyView) -> list[TrialView]:
+    """The study's own regularization path: its completed trials at the best trial's batch size
+    and learning rate (the same grid value, or within a quarter decade of a sampled one), by
+    reg. Empty when fewer than 3 different regs are there."""
+    best = view.best
+    if best is None:
+        return []
+    near = [
+        t
+        for t in view.trials
+        if t.outcome == "complete"
+        and t.value is not None
+        and t.batch_size == best.batch_size
+        and abs(math.log10(t.learning_rate / best.learning_rate)) <= PATH_SPAN
+    ]
+    if view.spec.learning_rate.values is not None:  # a grid: exactly its learning rate
+        near = [t for t in near if t.learning_rate == best.learning_rate]
+    path = sorted(near, key=lambda t: (t.reg, t.number))
+    return path if len({t.reg for t in path}) >= 3 else []
 
 
 # -- the heatmap's cells -----------------------------------------------------------------------

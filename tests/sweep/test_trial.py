@@ -133,6 +133,16 @@ def test_a_history_survives_its_round_trip_through_optuna() -> None:
     assert again.series("train_loss") == [0.5, 0.5, 0.5]
 
 
+def test_the_l2_term_is_kept_to_7_digits_when_every_epoch_has_it_and_older_histories_read() -> None:
+    epochs = tuple({**EPOCH, "l2_term": v} for v in (1.234567891e-6, 0.5))
+    stored = History(epochs, 2, 0.5).attr()
+    assert stored["l2_term"] == [1.234568e-6, 0.5]  # small terms keep their digits
+    again = History.of(frozen(TrialState.COMPLETE, **{HISTORY_ATTR: stored}))
+    assert again.series("l2_term") == [1.234568e-6, 0.5]
+    without = History.of(frozen(TrialState.COMPLETE, **{HISTORY_ATTR: History((EPOCH,)).attr()}))
+    assert len(without.epochs) == 1 and "l2_term" not in without.epochs[0]
+
+
 def test_a_trial_that_never_trained_has_an_empty_history() -> None:
     empty = History.of(frozen(TrialState.FAIL))
     assert empty.epochs == () and empty.group_size is None

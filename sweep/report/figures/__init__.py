@@ -17,6 +17,7 @@ from .study import (
     heatmap_figure,
     history_figure,
     importances_figure,
+    path_figure,
     templates_figure,
     timing_figure,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "heatmap_figure",
     "history_figure",
     "importances_figure",
+    "path_figure",
     "predictions_figure",
     "reliability_figure",
     "templates_figure",

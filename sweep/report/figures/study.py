@@ -29,6 +29,7 @@ __all__ = [
     "heatmap_figure",
     "history_figure",
     "importances_figure",
+    "path_figure",
     "templates_figure",
     "timing_figure",
 ]
@@ -349,6 +350,67 @@ def curves_figure(
             handles, labels = [*handles, grey], [*labels, f"pruned: {pruned}{more}"]
         fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7.5)
     fig.suptitle(f"{view.spec.name}: learning curves of the top {len(top)} trials", fontsize=11)
+    return fig
+
+
+def path_figure(view: StudyView, path: list[TrialView]) -> Figure:
+    """The regularization path from the study's own trials (`view.reg_path`): validation
+    accuracy against reg at the best trial's learning rate and batch size (every other completed
+    trial grey), and below, the last epoch's training objective split into its data loss and
+    its L2 term reg * sum(W**2)."""
+    import pandas as pd
+    import seaborn as sns
+
+    best = view.best
+    assert best is not None
+    frame = pd.DataFrame(
+        {
+            "reg": [t.reg for t in path],
+            "validation accuracy": [t.value for t in path],
+            "data loss": [
+                (t.train_loss or math.nan) - (t.l2_term or 0.0)
+                if t.l2_term is not None
+                else math.nan
+                for t in path
+            ],
+            "L2 term": [t.l2_term if t.l2_term is not None else math.nan for t in path],
+        }
+    )
+    positive = [t.reg for t in view.trials if t.reg > 0]
+    fig = _figure(7.0, 6.4)
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    others = [t for t in view.trials if t.outcome == "complete" and t not in path]
+    top.scatter([t.reg for t in others], [t.value for t in others], s=10, color="#bbbbbb",
+                label="other completed trials")  # fmt: skip
+    sns.lineplot(frame, x="reg", y="validation accuracy", marker="o", ax=top, color="#1f77b4",
+                 label=f"lr ~ {best.learning_rate:.3g}, batch {best.batch_size}")  # fmt: skip
+    top.scatter([best.reg], [best.value], s=90, facecolor="none", edgecolor="#d62728", lw=2,
+                zorder=5, label=f"best, #{best.number}")  # fmt: skip
+    low = frame["validation accuracy"].min()
+    top.set_ylim(low - 0.01, frame["validation accuracy"].max() + 0.005)
+    top.legend(fontsize=7.5, loc="lower left")
+    top.grid(alpha=0.3)
+    long = frame.melt("reg", ["data loss", "L2 term"], var_name="part", value_name="loss")
+    if long["loss"].notna().any():
+        sns.lineplot(long.dropna(), x="reg", y="loss", hue="part", marker="o", ax=bottom)
+        bottom.legend(fontsize=7.5)
+    else:
+        bottom.text(0.5, 0.5, "(trials from before the L2 term was kept)", ha="center",
+                    transform=bottom.transAxes)  # fmt: skip
+    bottom.set_ylabel("last epoch's training loss")
+    for ax in (top, bottom):
+        if min(t.reg for t in path) > 0:
+            ax.set_xscale("log")
+        elif positive:
+            ax.set_xscale("symlog", linthresh=min(positive))
+    bottom.set_xlabel("L2 regularization (reg)")
+    bottom.grid(alpha=0.3)
+    fig.suptitle(
+        f"Regularization path of {view.spec.name} from its own trials\n"
+        f"(after {view.spec.epochs} epochs; the fixed epoch budget, like early stopping, "
+        "regularizes too)",
+        fontsize=10,
+    )
     return fig
 
 

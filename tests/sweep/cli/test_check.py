@@ -7,6 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from sweep.cli import main
+from tests.helpers import spec_text
 
 
 def test_check_prints_the_course_sanity_checks(idx_folder: Path) -> None:
@@ -17,10 +18,10 @@ def test_check_prints_the_course_sanity_checks(idx_folder: Path) -> None:
     assert lines[0].startswith("tiny: 50 samples x 31 features (bias included), 3 classes")
     assert "BLAS threads: " in lines[0]
     # Weights near 0 give every class 1/3: the initial loss is -log(1/3) = 1.0986.
-    initial = lines[2].split()
+    initial = lines[3].split()
     assert initial[:2] == ["initial", "loss"] and initial[-1] == "ok"
     assert abs(float(initial[2]) - math.log(3)) < 0.01
-    assert "expected -log(1/3) = 1.0986" in lines[2]
+    assert "expected -log(1/3) = 1.0986" in lines[3]
     naive = next(line for line in lines if line.startswith("naive (loops)")).split()
     vectorized = next(line for line in lines if line.startswith("vectorized")).split()
     assert naive[2] == vectorized[1]  # the same loss to 10 decimals
@@ -63,13 +64,48 @@ def test_check_at_a_large_reg_compares_the_data_loss_and_checks_the_l2_gradient(
     result = CliRunner().invoke(main, [*args, "--repeats", "1", "--reg", "50"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    initial = lines[2].split()
+    initial = lines[3].split()
     assert initial[-1] == "ok" and abs(float(initial[2]) - math.log(3)) < 0.01
     found = re.fullmatch(r"  \(the data loss: the total ([\d.]+) minus the L2 term "
-                         r"reg \* sum\(W\*\*2\) = ([\d.e-]+)\)", lines[3])  # fmt: skip
-    assert found is not None, lines[3]
+                         r"reg \* sum\(W\*\*2\) = ([\d.e-]+)\)", lines[4])  # fmt: skip
+    assert found is not None, lines[4]
     total, l2 = float(found.group(1)), float(found.group(2))
     assert l2 > 0.001
     assert abs(total - l2 - float(initial[2])) < 1e-4
     l2_check = next(line for line in lines if line.startswith("the same entries at reg=50"))
     assert float(l2_check.split()[-1]) < 1e-5
+
+
+def test_check_of_a_study_file_uses_its_split_and_preprocessing(
+    idx_folder: Path, tmp_path: Path
+) -> None:
+    """The main job trains on standardized pixels: checked through its study file, the losses
+    are those of its features, not of pixels / 255."""
+    study = tmp_path / "std.toml"
+    text = spec_text("std", idx_folder).replace(
+        "val_size = 80", "val_size = 60\ncenter = true\nstandardize = true"
+    )
+    study.write_text(text)
+    args = ["--samples", "50", "--train-samples", "0", "--repeats", "1"]
+    checked = CliRunner().invoke(main, ["check", str(study), *args])
+    plain = CliRunner().invoke(main, ["check", "--dataset", str(idx_folder), *args])
+    assert checked.exit_code == plain.exit_code == 0, checked.output + plain.output
+    lines = checked.output.splitlines()
+    assert lines[1] == (
+        f"features: standardized (training mean and std), as study 'std' trains ({study})"
+    )
+    assert plain.output.splitlines()[1].startswith("features: pixels / 255")
+    assert lines[3].split()[-1] == "ok"  # -log(1/3) at the start, whatever the scaling
+
+    def loss(output: str) -> str:
+        return next(line for line in output.splitlines() if line.startswith("vectorized")).split()[
+            1
+        ]
+
+    assert loss(checked.output) != loss(plain.output)  # other features, another loss
+
+
+def test_check_of_a_missing_study_file_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "nope.toml")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output and "Traceback" not in result.output

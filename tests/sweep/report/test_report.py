@@ -28,9 +28,10 @@ from sweep.report.view import (
     heatmap_cells,
     power_label,
     range_edges,
+    reg_path,
     template_images,
 )
-from sweep.spec import parse_spec
+from sweep.spec import ParamRange, parse_spec
 from sweep.store.home import Home
 from sweep.store.study import stored_spec
 from sweep.track.tracker import Tracker
@@ -158,6 +159,32 @@ def test_templates_one_panel_per_class_titled_with_class_names(
         image = ax.images[0]
         assert image.get_cmap().name == "RdBu_r" and image.get_clim() == (-limit, limit)
         np.testing.assert_allclose(image.get_array(), W[:, k].reshape(6, 5))
+
+
+def test_the_regularization_path_is_the_best_learning_rates_trials_by_reg(
+    grid, view: StudyView
+) -> None:
+    outcome, _ = grid
+    data = json.loads((outcome.report_dir / "report.json").read_text())
+    best = view.best
+    assert best is not None
+    path = data["path"]
+    # The grid's three regs at the best learning rate (the one batch size), in order of reg
+    assert [p["reg"] for p in path] == [0.0, 1e-3, 1.0]
+    assert {p["learning_rate"] for p in path} == {best.learning_rate}
+    for p in path:  # the L2 part is reg * sum(W ** 2) of the trial's final weights
+        W = view.weights[p["trial"]].astype(np.float64)
+        assert p["l2_term"] == pytest.approx(p["reg"] * np.sum(W**2), rel=1e-5, abs=1e-12)
+        assert 0 <= p["l2_term"] < p["train_loss"]
+    assert (outcome.report_dir / "path.png").stat().st_size > 5000
+    # A sampled learning rate: the trials within a quarter decade of the best's
+    trials = [TrialView(n, "complete", lr, reg, 16, 0.8 + n / 100)
+              for n, (lr, reg) in enumerate([(0.01, 1e-4), (0.012, 1e-3), (0.0085, 1e-2),
+                                             (0.05, 1e-3), (0.011, 0.1)])]  # fmt: skip
+    sampled = dataclasses.replace(view, trials=trials, spec=dataclasses.replace(
+        view.spec, learning_rate=ParamRange(1e-4, 1.0, log=True)))  # fmt: skip
+    assert [t.number for t in reg_path(sampled)] == [0, 1, 2, 4]  # not lr 0.05
+    assert reg_path(dataclasses.replace(sampled, trials=trials[:2])) == []  # under 3 regs
 
 
 def test_a_best_on_the_edge_of_its_range_is_named(view: StudyView, data_folder: Path) -> None:
