@@ -23,7 +23,9 @@ from .scores import (
     compare_runner_up,
     describe_calibration,
     describe_interval,
+    describe_refit,
     describe_runner_up,
+    refit_best,
     score_test,
     stored_scores,
 )
@@ -33,6 +35,7 @@ from .store.home import Home
 from .track.model import save_model
 from .track.tracker import Tracker
 from .trial import (
+    REFIT_ATTR,
     RUN_ID_ATTR,
     RUNNER_UP_ATTR,
     SCORES_ATTR,
@@ -56,6 +59,7 @@ class Closing:
     test_evaluations: list[tuple[int, float]] = field(default_factory=list)
     test_scores: dict[str, Any] | None = None  # SCORES_ATTR of the tested best trial
     runner_up: dict[str, Any] | None = None  # RUNNER_UP_ATTR: best vs runner-up on validation
+    refit: dict[str, Any] | None = None  # REFIT_ATTR: the course's refit ([train] refit = true)
     report_dir: Path | None = None
     report_notes: list[str] = field(default_factory=list)
 
@@ -164,6 +168,8 @@ def close_study(
         closing.test_scores = stored_scores(study.user_attrs, best.number)
         if weights is not None:
             closing.runner_up = compare_runner_up(study, best, weights, data, tracker, known)
+        if spec.refit and closing.test_accuracy is not None:
+            closing.refit = refit_best(study, spec, best, data)
         if weights is not None:
             known = {**known, best.number: weights}
             if data.decoder is not None and data.pixels_train is not None:
@@ -247,6 +253,11 @@ def study_summary(
     if best is not None and isinstance(runner_up, dict) and runner_up.get("best") == best.number:
         metrics["runner_up_p_value"] = runner_up["p_value"]
         tags["softsweep.runner_up"] = describe_runner_up(runner_up)
+    refit = study.user_attrs.get(REFIT_ATTR)
+    if best is not None and isinstance(refit, dict) and refit.get("trial") == best.number:
+        tags["softsweep.refit"] = describe_refit(refit)
+        if "correct" in refit:
+            metrics["refit_test_accuracy"] = refit["correct"] / refit["n"]
     return {k: v for k, v in metrics.items() if v is not None}, tags
 
 

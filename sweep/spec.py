@@ -69,6 +69,7 @@ _SECTIONS: dict[str, dict[str, str]] = {  # section -> key -> what it holds (for
             f'one of {", ".join(KINDS)}, or a table such as {{ kind = "step", every = 5, '
             'gamma = 0.5 } or { kind = "cosine", floor = 0.0 }'
         ),
+        "refit": "true or false (train the best setting on train + validation, test it too)",
     },
     "space": {
         "learning_rate": "{ low = ..., high = ..., log = true } or { values = [...] }",
@@ -121,6 +122,10 @@ class StudySpec:
     batch_size: tuple[int, ...]
     source: str = "<string>"  # the file it came from
     text: str = ""  # the file's text, stored as an artifact of the study's run
+    # After selection, train the best setting again on train + validation and test that model
+    # too (the course's refit), reported beside the selected model. Not part of the identity:
+    # turned on later, the next closing refits.
+    refit: bool = False
 
     @property
     def data_seed(self) -> int:
@@ -410,6 +415,9 @@ def _validate(doc: dict[str, Any], source: str, text: str) -> StudySpec:
     if data_dir is not None and not isinstance(data_dir, str):
         raise r.fail("[data] data_dir", "a folder path (a string)", data_dir)
     loss = r.choice(train, "train", "loss", "vectorized", LOSSES)
+    refit = train.get("refit", False)
+    if not isinstance(refit, bool):
+        raise r.fail("[train] refit", _SECTIONS["train"]["refit"], refit)
     side_by_side = r.integer(train, "train", "side_by_side", 16, 1)
     if loss == "naive" and side_by_side != 1:
         raise r.fail(
@@ -454,6 +462,7 @@ def _validate(doc: dict[str, Any], source: str, text: str) -> StudySpec:
         batch_size=tuple(sorted(batch)),
         source=source,
         text=text,
+        refit=refit,
     )
 
 

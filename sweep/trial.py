@@ -49,6 +49,7 @@ __all__ = [
     "OUTCOME_ATTR",
     "OWNER_ATTR",
     "REASON_ATTR",
+    "REFIT_ATTR",
     "RUNNER_UP_ATTR",
     "RUN_ID_ATTR",
     "SCORES_ATTR",
@@ -82,6 +83,8 @@ TESTED_ATTR = "test_evaluations"
 SCORES_ATTR = "test_scores"
 # On the study: the best trial against the runner-up on validation (McNemar's paired test)
 RUNNER_UP_ATTR = "runner_up"
+# On the study: the best setting trained again on train + validation and tested ([train] refit)
+REFIT_ATTR = "refit"
 MAX_RETRY = 3  # an interrupted trial's params are queued again at most this many times
 
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_accuracy", "epoch_time_s")

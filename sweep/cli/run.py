@@ -290,7 +290,7 @@ def store_options(home: Home) -> str:
 def summary(result: StudyResult, verbose: bool = False) -> str:
     """What `sweep run` prints at the end: the result first, then where things are; with
     `verbose`, where the sweep's time went too."""
-    from ..scores import describe_calibration, describe_runner_up
+    from ..scores import describe_calibration, describe_refit, describe_runner_up
 
     closing = result.closing
     if closing is None:
@@ -314,6 +314,8 @@ def summary(result: StudyResult, verbose: bool = False) -> str:
             rows.append(["calibration", describe_calibration(closing.test_scores)])
         if closing.runner_up is not None:
             rows.append(["vs runner-up", describe_runner_up(closing.runner_up)])
+        if closing.refit is not None:
+            rows.append(["refit", describe_refit(closing.refit)])
     n_track = result.trials_this_run
     interrupted = closing.counts[Outcome.INTERRUPTED]
     rows += [

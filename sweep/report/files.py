@@ -169,6 +169,7 @@ def write_report(view: StudyView, folder: Path, drawn_for: str = "") -> Report:
     data["test_evaluations"] = [list(pair) for pair in view.test_evaluations]
     data["test_scores"] = view.test_scores
     data["runner_up"] = view.runner_up
+    data["refit"] = view.refit
     if best is None:
         notes.append(
             "No trial completed, so there are no weight templates, gallery or learning curves; "

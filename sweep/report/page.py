@@ -8,7 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..scores import describe_calibration, describe_interval, describe_runner_up
+from ..scores import (
+    describe_calibration,
+    describe_interval,
+    describe_refit,
+    describe_runner_up,
+)
 from ..spec import StudySpec
 from .view import StudyView
 
@@ -155,6 +160,8 @@ def _summary(view: StudyView) -> list[tuple[str, str]]:
             summary.append(("calibration", describe_calibration(view.test_scores)))
     if view.runner_up is not None:
         summary.append(("best vs runner-up", describe_runner_up(view.runner_up)))
+    if view.refit is not None:
+        summary.append(("refit", describe_refit(view.refit)))
     return summary + list(view.links.items())
 
 

@@ -18,6 +18,7 @@ from ..trial import (
     CHARTED,
     L2_TERM,
     REASON_ATTR,
+    REFIT_ATTR,
     RUN_ID_ATTR,
     RUNNER_UP_ATTR,
     History,
@@ -155,6 +156,7 @@ class StudyView:
     test: TestView | None = None
     test_scores: dict[str, Any] | None = None  # the tested trial's (scores.stored_scores)
     runner_up: dict[str, Any] | None = None  # best vs runner-up on validation (McNemar)
+    refit: dict[str, Any] | None = None  # the course's refit on train + validation, if made
     loss_timing: Mapping[str, Any] | None = None
     weights: dict[int, np.ndarray] = field(default_factory=dict)  # by trial number
     # {trial: {metric: [value per epoch]}}: train_loss, train_accuracy, val_accuracy
@@ -259,6 +261,9 @@ def gather(
         runner_up = attrs.get(RUNNER_UP_ATTR)
         if isinstance(runner_up, dict) and runner_up.get("best") == best.number:
             view.runner_up = runner_up
+        refit = attrs.get(REFIT_ATTR)
+        if isinstance(refit, dict) and refit.get("trial") == best.number:
+            view.refit = refit
     for number in view.template_trials():
         found = (weights or {}).get(number)
         if found is None and run_ids.get(number):

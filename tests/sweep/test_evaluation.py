@@ -4,6 +4,7 @@ set has now been used twice, and for which trials."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -159,3 +160,41 @@ def test_a_retrain_that_does_not_reproduce_the_trial_does_not_stand_in_for_it(bl
     assert weights is None
     assert note.startswith(f"it reached validation accuracy {model.val_accuracy:.4f}, not its")
     assert "does not stand in for it" in note
+
+
+def test_the_courses_refit_is_tested_once_beside_the_selected_model(
+    tmp_path: Path, blobs: Path
+) -> None:
+    text = spec_text("refit", blobs, lr="{ values = [0.03, 0.3] }", reg="{ values = [0.0] }",
+                     batch="[16]", side_by_side=2).replace("[train]", "[train]\nrefit = true")  # fmt: skip
+    outcome = run_spec(text, tmp_path / "home", "refit.toml")
+    refit = outcome.closing.refit
+    best = outcome.closing.best_trial
+    # Oracle: the best setting trained on train + validation together, the same seed and epochs
+    data = engine.load_dataset(blobs, val_size=80, seed=0)
+    merged = dataclasses.replace(
+        data, X_train=np.concatenate([data.X_train, data.X_val]),
+        y_train=np.concatenate([data.y_train, data.y_val]), pixels_train=None, decoder=None,
+    )  # fmt: skip
+    params = outcome.closing.best_params
+    (model,) = engine.train_many(
+        merged, [(params["learning_rate"], 0.0)], batch_size=16, epochs=3, seed=0
+    )
+    correct = int(np.sum(engine.predict(model.weights, data.X_test) == data.y_test))
+    assert refit == {"trial": best, "n_train": 400, "n": 150, "correct": correct}
+    (row,) = [line for line in summary(outcome).splitlines() if line.startswith("refit ")]
+    assert row.split(None, 1)[1].startswith(f"{correct / 150:.4f} (95% CI")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("refit")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.`softsweep.role` = 'study'")
+    assert run.data.metrics["refit_test_accuracy"] == pytest.approx(correct / 150)
+    assert "not the selected model" in run.data.tags["softsweep.refit"]
+    assert "the course&#x27;s refit" in (outcome.report_dir / "index.html").read_text()
+    # The selected model's number is the test accuracy; the refit is labelled beside it
+    assert outcome.test_accuracy == outcome.closing.test_scores["correct"] / 150
+
+
+def test_refit_must_be_true_or_false(blobs: Path) -> None:
+    text = spec_text("r", blobs).replace("[train]", '[train]\nrefit = "yes"')
+    with pytest.raises(ValueError, match=r"\[train\] refit must be true or false"):
+        parse_spec(text, "r.toml")
