@@ -7,6 +7,7 @@ what it still holds in memory (weights, curves).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,7 @@ from .scores import (
 from .signals import checkpoint
 from .spec import StudySpec
 from .store.home import Home
+from .store.notes import read_notes, write_notes
 from .track.model import save_model
 from .track.tracker import Tracker
 from .trial import (
@@ -162,14 +164,16 @@ def close_study(
             scores = score_test(best.number, weights, data)
             closing.test_accuracy = scores["correct"] / scores["n"]
             tested.append((best.number, closing.test_accuracy))
-            study.set_user_attr(SCORES_ATTR, scores)
+            write_notes(study, home.storage, {SCORES_ATTR: scores})
             study.set_user_attr(TESTED_ATTR, [list(pair) for pair in tested])
         closing.test_evaluations = tested
-        closing.test_scores = stored_scores(study.user_attrs, best.number)
+        closing.test_scores = stored_scores(read_notes(study, home.storage), best.number)
         if weights is not None:
-            closing.runner_up = compare_runner_up(study, best, weights, data, tracker, known)
+            closing.runner_up = compare_runner_up(
+                study, home.storage, best, weights, data, tracker, known
+            )
         if spec.refit and closing.test_accuracy is not None:
-            closing.refit = refit_best(study, spec, best, data)
+            closing.refit = refit_best(study, home.storage, spec, best, data)
         if weights is not None:
             known = {**known, best.number: weights}
             if data.decoder is not None and data.pixels_train is not None:
@@ -197,7 +201,7 @@ def close_study(
         tracker.log_reports(written.files)  # (again too: the tracking store may be a new one)
         closing.report_dir = written.folder
         closing.report_notes += written.notes
-    metrics, tags = study_summary(study, closing.counts)
+    metrics, tags = study_summary(study, read_notes(study, home.storage), closing.counts)
     sweep_s = loop.loop_s if loop is not None else 0.0
     tracker.finish_study(metrics, tags, sweep_s=sweep_s)
     return closing
@@ -220,7 +224,7 @@ def report_key(study: optuna.Study) -> str:
 
 
 def study_summary(
-    study: optuna.Study, counts: dict[Outcome, int] | None = None
+    study: optuna.Study, notes: Mapping[str, Any], counts: dict[Outcome, int] | None = None
 ) -> tuple[dict[str, float], dict[str, str]]:
     """The study run's summary metrics and tags, from what the study holds (its best trial,
     the test evaluations, why it stopped): what a closing writes, and what `sweep sync` writes
@@ -229,7 +233,7 @@ def study_summary(
     best = study.best_trial if counts[Outcome.COMPLETE] else None
     tested = test_evaluations(study.user_attrs)
     test_accuracy = dict(tested).get(best.number) if best is not None else None
-    scores = stored_scores(study.user_attrs, best.number) if best is not None else None
+    scores = stored_scores(notes, best.number) if best is not None else None
     metrics: dict[str, float | None] = {
         "best_val_accuracy": best.value if best is not None else None,
         "test_accuracy": test_accuracy,
@@ -249,11 +253,11 @@ def study_summary(
         metrics |= {f"test_{k}": scores[k] for k in ("nll_scaled", "ece_scaled")}
         tags["softsweep.test_accuracy"] = describe_interval(scores)
         tags["softsweep.calibration"] = describe_calibration(scores)
-    runner_up = study.user_attrs.get(RUNNER_UP_ATTR)
+    runner_up = notes.get(RUNNER_UP_ATTR)
     if best is not None and isinstance(runner_up, dict) and runner_up.get("best") == best.number:
         metrics["runner_up_p_value"] = runner_up["p_value"]
         tags["softsweep.runner_up"] = describe_runner_up(runner_up)
-    refit = study.user_attrs.get(REFIT_ATTR)
+    refit = notes.get(REFIT_ATTR)
     if best is not None and isinstance(refit, dict) and refit.get("trial") == best.number:
         tags["softsweep.refit"] = describe_refit(refit)
         if "correct" in refit:

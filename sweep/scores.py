@@ -2,18 +2,21 @@
 accuracy with its Wilson interval, the NLL and ECE, both again at a temperature fitted on
 validation), the best trial against the runner-up on validation (McNemar), and how each reads.
 
-Both are kept on the study (SCORES_ATTR, RUNNER_UP_ATTR), so that a re-run, `sweep sync` and the
+All are kept in the study's notes (SCORES_ATTR, RUNNER_UP_ATTR, REFIT_ATTR: `store/notes.py`,
+out of the short user attributes `optuna studies` shows), so that a re-run, `sweep sync` and the
 report read them back instead of looking at the test set again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import engine
 
+from .store.notes import read_notes, write_notes
 from .trial import (
     REFIT_ATTR,
     RUN_ID_ATTR,
@@ -66,14 +69,15 @@ def score_test(number: int, weights: np.ndarray, data: engine.Dataset) -> dict[s
     }
 
 
-def stored_scores(study_attrs: dict[str, Any], number: int) -> dict[str, Any] | None:
+def stored_scores(notes: Mapping[str, Any], number: int) -> dict[str, Any] | None:
     """SCORES_ATTR if it is trial `number`'s (a study tested before it was kept has none)."""
-    scores = study_attrs.get(SCORES_ATTR)
+    scores = notes.get(SCORES_ATTR)
     return scores if isinstance(scores, dict) and scores.get("trial") == number else None
 
 
 def compare_runner_up(
     study: optuna.Study,
+    storage: str,
     best: FrozenTrial,
     weights: np.ndarray,
     data: engine.Dataset,
@@ -88,7 +92,7 @@ def compare_runner_up(
     if len(done) < 2 or done[0].number != best.number:
         return None
     second = done[1]
-    stored = study.user_attrs.get(RUNNER_UP_ATTR)
+    stored = read_notes(study, storage).get(RUNNER_UP_ATTR)
     if isinstance(stored, dict) and (stored.get("best"), stored.get("runner_up")) == (
         best.number,
         second.number,
@@ -112,7 +116,7 @@ def compare_runner_up(
         "only_runner_up": test.only_second,
         "p_value": test.p_value,
     }
-    study.set_user_attr(RUNNER_UP_ATTR, found)
+    write_notes(study, storage, {RUNNER_UP_ATTR: found})
     return found
 
 
@@ -148,14 +152,14 @@ def describe_runner_up(found: dict[str, Any]) -> str:
 
 
 def refit_best(
-    study: optuna.Study, spec: StudySpec, best: FrozenTrial, data: engine.Dataset
+    study: optuna.Study, storage: str, spec: StudySpec, best: FrozenTrial, data: engine.Dataset
 ) -> dict[str, Any] | None:
     """The course's refit ([train] refit = true): the best trial's settings trained again, same
     epochs, seed and schedule, on the training and validation splits together (the features
     scaled as the study scales them, by the training split's statistics), and tested once.
     Nothing is chosen with it: it is reported beside the selected model, labelled. Kept on the
     study, and done again only for a new best."""
-    stored = study.user_attrs.get(REFIT_ATTR)
+    stored = read_notes(study, storage).get(REFIT_ATTR)
     if isinstance(stored, dict) and stored.get("trial") == best.number:
         return stored
     params = Params.of(best.params)
@@ -185,7 +189,7 @@ def refit_best(
             "n": int(y.shape[0]),
             "correct": int(np.sum(engine.predict(result.weights, data.X_test) == y)),
         }
-    study.set_user_attr(REFIT_ATTR, found)
+    write_notes(study, storage, {REFIT_ATTR: found})
     return found
 
 

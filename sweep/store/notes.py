@@ -1,7 +1,8 @@
 """softsweep's own notes on a study, kept out of the way of Optuna's tools.
 
-The settings a study keeps for life, its study file, the data's image shape and class names and
-the timings of the report are Optuna *system* attributes of the study (through the storage
+The settings a study keeps for life, its study file, the data's image shape and class names,
+the timings of the report and the tested model's scores (its interval counts, calibration, the
+runner-up comparison, the refit) are Optuna *system* attributes of the study (through the storage
 API): `optuna studies` and optuna-dashboard show the user attributes, which stay short (the
 dataset, the uses of the test set, why a study stopped). Studies made before this kept them as
 user attributes; those are still read.
@@ -17,7 +18,10 @@ from optuna.storages import BaseStorage, get_storage
 
 __all__ = ["NOTES", "read_notes", "write_notes"]
 
-NOTES = ("identity", "spec_toml", "image_shape", "class_names", "loss_timing", "data")
+NOTES = (
+    "identity", "spec_toml", "image_shape", "class_names", "loss_timing", "data",
+    "test_scores", "runner_up", "refit",  # the tested model's scores (`scores.py`)
+)  # fmt: skip
 _PREFIX = "softsweep:"
 
 

@@ -75,7 +75,7 @@ def sync_study(study_name: str, home: Home) -> SyncResult:
         done = tracker.sync(study_name, records(stored, home))
         now = progress(stored, spec.grid_size is not None)
         if done is not None and not now.running:  # no sweep is on it: its run ends too
-            metrics, tags = study_summary(stored)
+            metrics, tags = study_summary(stored, read_notes(stored, home.storage))
             status = "FINISHED"
             if now.done < spec.target and not stored.user_attrs.get("stopped"):
                 status = "KILLED"

@@ -59,6 +59,7 @@ def test_learns_and_reports_every_epoch(tiny: engine.Dataset) -> None:
         "train_accuracy",
         "val_accuracy",
         "epoch_time_s",
+        "l2_term",
     }
     # The bands make the classes linearly separable: far above chance (1/3).
     assert result.val_accuracy > 0.9
