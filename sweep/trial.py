@@ -78,12 +78,13 @@ HISTORY_ATTR = "history"
 # study tests its best trial once; a resumed study that finds a new best tests that one too,
 # and the count says the test set has been looked at more than once.
 TESTED_ATTR = "test_evaluations"
-# On the study: the tested trial's scores from that one evaluation ({"trial", "n", "correct",
-# "nll", "ece", "temperature", "nll_scaled", "ece_scaled"}; the temperature fitted on validation)
+# In the study's notes (`store/notes.py`, not its user attributes): the tested trial's scores
+# from its one evaluation ({"trial", "n", "correct", "nll", "ece", "temperature", "nll_scaled",
+# "ece_scaled"}; the temperature fitted on validation), the best trial against the runner-up on
+# validation (McNemar's paired test), and the best setting trained again on train + validation
+# and tested ([train] refit).
 SCORES_ATTR = "test_scores"
-# On the study: the best trial against the runner-up on validation (McNemar's paired test)
 RUNNER_UP_ATTR = "runner_up"
-# On the study: the best setting trained again on train + validation and tested ([train] refit)
 REFIT_ATTR = "refit"
 MAX_RETRY = 3  # an interrupted trial's params are queued again at most this many times
 
