@@ -4,12 +4,11 @@ images with their true and predicted classes (the first ones, and the most confi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..view import Shown, StudyView, TestView
+from ..view import StudyView, TestView
 from .base import _figure
 
 if TYPE_CHECKING:
@@ -102,43 +101,59 @@ def reliability_figure(view: StudyView, test: TestView) -> Figure:
 
 def predictions_figure(view: StudyView, test: TestView) -> Figure:
     """Two rows of panels: the first test images, then the most confident mistakes; each with
-    its true and predicted class and the predicted class's probability."""
+    its true and predicted class and the predicted class's probability, framed green (right)
+    or red (wrong). One image for all panels, its labels drawn over it (one axes draws many
+    times faster than one axes per panel)."""
+    from matplotlib.patches import Rectangle
+
     sections = [
         ("The first test images", test.samples),
         ("The most confident mistakes", test.mistakes),
     ]
     sections = [(title, shown) for title, shown in sections if shown]
-    columns = 8
-    rows = sum(math.ceil(len(shown) / columns) for _, shown in sections)
-    fig = _figure(1.45 * columns, 1.1 + 1.75 * rows)
-    subfigs = fig.subfigures(len(sections), 1, squeeze=False)[:, 0]
     names = _names(view, test.confusion.shape[0])
-    for subfig, (title, shown) in zip(subfigs, sections, strict=True):
-        _panels(subfig, shown, names, columns)
-        subfig.suptitle(title, fontsize=10)
+    columns = 8
+    sample = (test.samples or test.mistakes)[0].image
+    h, w = sample.shape[:2]
+    colour = sample.ndim == 3
+    pad, label = max(3, w // 6), max(14, h // 2)  # between panels; room for two lines above
+    rows = [shown[k : k + columns] for _, shown in sections for k in range(0, len(shown), columns)]
+    starts = []  # the row each section's title goes above
+    row = 0
+    for _, shown in sections:
+        starts.append(row)
+        row += math.ceil(len(shown) / columns)
+    heading = label  # a section's title, above its first row
+    top, y = [], 0  # each row's top: its labels, then its images
+    for k in range(len(rows)):
+        y += heading if k in starts else 0
+        top.append(y)
+        y += label + h + pad
+    height = y
+    width = columns * (w + pad)
+    canvas = np.full((height, width, 3) if colour else (height, width), 255, dtype=np.uint8)
+    fig = _figure(1.45 * columns, 1.1 + 1.75 * len(rows) + 0.35 * len(sections))
+    ax = fig.subplots()
+    for k, panels in enumerate(rows):
+        y0 = top[k] + label
+        for j, s in enumerate(panels):
+            x0 = j * (w + pad)
+            canvas[y0 : y0 + h, x0 : x0 + w] = s.image
+            ok = s.true == s.predicted
+            ax.add_patch(Rectangle((x0 - 1, y0 - 1), w + 1, h + 1, fill=False,
+                                   ec=RIGHT if ok else WRONG, lw=2))  # fmt: skip
+            ax.text(x0 + w / 2, y0 - 1.5, f"true: {names[s.true]}\npred: {names[s.predicted]} "
+                    f"{s.confidence:.2f}", ha="center", va="bottom", fontsize=7,
+                    color=RIGHT if ok else WRONG, in_layout=False)  # fmt: skip
+    for (title, _), start in zip(sections, starts, strict=True):
+        ax.text(width / 2, top[start] - heading / 2, title, ha="center", va="center",
+                fontsize=10, in_layout=False)  # fmt: skip
+    ax.imshow(canvas, cmap=None if colour else "gray", vmin=0, vmax=255)
+    ax.set_xlim(-2, width)
+    ax.set_ylim(height, 0)
+    ax.axis("off")
     fig.suptitle(
         f"Trial #{test.trial} on test images (true / predicted, probability of the prediction)",
         fontsize=10,
     )
     return fig
-
-
-def _panels(subfig: object, shown: Sequence[Shown], names: list[str], columns: int) -> None:
-    rows = math.ceil(len(shown) / columns)
-    axes = subfig.subplots(rows, columns, squeeze=False).ravel()  # type: ignore[attr-defined]
-    for ax in axes[len(shown) :]:
-        ax.axis("off")
-    for ax, s in zip(axes, shown, strict=False):
-        grey = s.image.ndim == 2
-        ax.imshow(s.image, cmap="gray" if grey else None, vmin=0, vmax=255)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ok = s.true == s.predicted
-        for spine in ax.spines.values():
-            spine.set_edgecolor(RIGHT if ok else WRONG)
-            spine.set_linewidth(2)
-        ax.set_title(
-            f"true: {names[s.true]}\npred: {names[s.predicted]} {s.confidence:.2f}",
-            fontsize=7,
-            color=RIGHT if ok else WRONG,
-        )
