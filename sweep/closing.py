@@ -193,7 +193,8 @@ def close_study(
         from .report.files import drawn_report, write_report
         from .report.view import gather
 
-        key = report_key(study)
+        # (a refit turned on after the study finished is new to the report too)
+        key = report_key(study) + ("+refit" if closing.refit is not None else "")
         written = drawn_report(home.report_dir(spec.name), key)  # nothing new: it stands
         if written is None:
             view = gather(study, spec, tracker, home, weights=known, data=data)
