@@ -26,9 +26,9 @@ from .scores import (
     describe_interval,
     describe_refit,
     describe_runner_up,
+    kept,
     refit_best,
     score_test,
-    stored_scores,
 )
 from .signals import checkpoint
 from .spec import StudySpec
@@ -151,6 +151,7 @@ def close_study(
     `home.report_dir(study)`, and finish the study's MLflow run. `stopped` says why the study
     ended before its target (its deadline), for the run and the report."""
     closing = Closing(count_outcomes(study))
+    notes: dict[str, Any] = {}  # softsweep's notes on the study, once read
     known = loop.weights() if loop is not None else {}
     if closing.counts[Outcome.COMPLETE]:
         best = study.best_trial
@@ -158,22 +159,25 @@ def close_study(
         closing.best_params = dict(best.params)
         weights = best_weights(spec, best, data, tracker, known, closing.report_notes)
         tested = test_evaluations(study.user_attrs)
+        notes = dict(read_notes(study, home.storage))
         if best.number in dict(tested):
             closing.test_accuracy = dict(tested)[best.number]
         elif weights is not None:
-            scores = score_test(best.number, weights, data)
-            closing.test_accuracy = scores["correct"] / scores["n"]
+            notes[SCORES_ATTR] = score_test(best.number, weights, data)
+            write_notes(study, home.storage, {SCORES_ATTR: notes[SCORES_ATTR]})
+            closing.test_accuracy = notes[SCORES_ATTR]["correct"] / notes[SCORES_ATTR]["n"]
             tested.append((best.number, closing.test_accuracy))
-            write_notes(study, home.storage, {SCORES_ATTR: scores})
             study.set_user_attr(TESTED_ATTR, [list(pair) for pair in tested])
         closing.test_evaluations = tested
-        closing.test_scores = stored_scores(read_notes(study, home.storage), best.number)
+        closing.test_scores = kept(notes, SCORES_ATTR, best.number)
         if weights is not None:
-            closing.runner_up = compare_runner_up(
-                study, home.storage, best, weights, data, tracker, known
+            closing.runner_up = notes[RUNNER_UP_ATTR] = compare_runner_up(
+                study, home.storage, notes, best, weights, data, tracker, known
             )
         if spec.refit and closing.test_accuracy is not None:
-            closing.refit = refit_best(study, home.storage, spec, best, data)
+            closing.refit = notes[REFIT_ATTR] = refit_best(
+                study, home.storage, notes, spec, best, data
+            )
         if weights is not None:
             known = {**known, best.number: weights}
             if data.decoder is not None and data.pixels_train is not None:
@@ -193,8 +197,7 @@ def close_study(
         from .report.files import drawn_report, write_report
         from .report.view import gather
 
-        # (a refit turned on after the study finished is new to the report too)
-        key = report_key(study) + ("+refit" if closing.refit is not None else "")
+        key = report_key(study, notes)
         written = drawn_report(home.report_dir(spec.name), key)  # nothing new: it stands
         if written is None:
             view = gather(study, spec, tracker, home, weights=known, data=data)
@@ -202,16 +205,17 @@ def close_study(
         tracker.log_reports(written.files)  # (again too: the tracking store may be a new one)
         closing.report_dir = written.folder
         closing.report_notes += written.notes
-    metrics, tags = study_summary(study, read_notes(study, home.storage), closing.counts)
+    metrics, tags = study_summary(study, notes or read_notes(study, home.storage), closing.counts)
     sweep_s = loop.loop_s if loop is not None else 0.0
     tracker.finish_study(metrics, tags, sweep_s=sweep_s)
     return closing
 
 
-def report_key(study: optuna.Study) -> str:
+def report_key(study: optuna.Study, notes: Mapping[str, Any]) -> str:
     """What a study's report shows, in short: every finished trial (number, state, when it
-    ended), the uses of the test set and why the study stopped. A re-run that finds the same
-    key (a finished study run again) keeps the report it drew."""
+    ended), the uses of the test set, why the study stopped, and the refit if one was made
+    (`notes`: the study's notes). A re-run that finds the same key (a finished study run again)
+    keeps the report it drew."""
     import hashlib
     import json
 
@@ -220,7 +224,12 @@ def report_key(study: optuna.Study) -> str:
         for t in study.get_trials(deepcopy=False)
         if t.state.is_finished()
     ]
-    shown = [finished, test_evaluations(study.user_attrs), study.user_attrs.get("stopped", "")]
+    shown = [
+        finished,
+        test_evaluations(study.user_attrs),
+        study.user_attrs.get("stopped", ""),
+        notes.get(REFIT_ATTR),
+    ]
     return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:16]
 
 
@@ -234,7 +243,8 @@ def study_summary(
     best = study.best_trial if counts[Outcome.COMPLETE] else None
     tested = test_evaluations(study.user_attrs)
     test_accuracy = dict(tested).get(best.number) if best is not None else None
-    scores = stored_scores(notes, best.number) if best is not None else None
+    number = best.number if best is not None else -1
+    scores = kept(notes, SCORES_ATTR, number)
     metrics: dict[str, float | None] = {
         "best_val_accuracy": best.value if best is not None else None,
         "test_accuracy": test_accuracy,
@@ -254,12 +264,12 @@ def study_summary(
         metrics |= {f"test_{k}": scores[k] for k in ("nll_scaled", "ece_scaled")}
         tags["softsweep.test_accuracy"] = describe_interval(scores)
         tags["softsweep.calibration"] = describe_calibration(scores)
-    runner_up = notes.get(RUNNER_UP_ATTR)
-    if best is not None and isinstance(runner_up, dict) and runner_up.get("best") == best.number:
+    runner_up = kept(notes, RUNNER_UP_ATTR, number)
+    if runner_up is not None:
         metrics["runner_up_p_value"] = runner_up["p_value"]
         tags["softsweep.runner_up"] = describe_runner_up(runner_up)
-    refit = notes.get(REFIT_ATTR)
-    if best is not None and isinstance(refit, dict) and refit.get("trial") == best.number:
+    refit = kept(notes, REFIT_ATTR, number)
+    if refit is not None:
         tags["softsweep.refit"] = describe_refit(refit)
         if "correct" in refit:
             metrics["refit_test_accuracy"] = refit["correct"] / refit["n"]

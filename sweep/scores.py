@@ -16,12 +16,11 @@ import numpy as np
 
 import engine
 
-from .store.notes import read_notes, write_notes
+from .store.notes import write_notes
 from .trial import (
     REFIT_ATTR,
     RUN_ID_ATTR,
     RUNNER_UP_ATTR,
-    SCORES_ATTR,
     Outcome,
     Params,
     outcome_of,
@@ -40,9 +39,9 @@ __all__ = [
     "describe_interval",
     "describe_refit",
     "describe_runner_up",
+    "kept",
     "refit_best",
     "score_test",
-    "stored_scores",
 ]
 
 
@@ -69,15 +68,17 @@ def score_test(number: int, weights: np.ndarray, data: engine.Dataset) -> dict[s
     }
 
 
-def stored_scores(notes: Mapping[str, Any], number: int) -> dict[str, Any] | None:
-    """SCORES_ATTR if it is trial `number`'s (a study tested before it was kept has none)."""
-    scores = notes.get(SCORES_ATTR)
-    return scores if isinstance(scores, dict) and scores.get("trial") == number else None
+def kept(notes: Mapping[str, Any], attr: str, number: int) -> dict[str, Any] | None:
+    """The note `attr` (SCORES_ATTR, RUNNER_UP_ATTR, REFIT_ATTR) if it is about trial `number`,
+    the best one (each names its trial; a study tested before it was kept has none)."""
+    found = notes.get(attr)
+    return found if isinstance(found, dict) and found.get("trial") == number else None
 
 
 def compare_runner_up(
     study: optuna.Study,
     storage: str,
+    notes: Mapping[str, Any],
     best: FrozenTrial,
     weights: np.ndarray,
     data: engine.Dataset,
@@ -92,11 +93,8 @@ def compare_runner_up(
     if len(done) < 2 or done[0].number != best.number:
         return None
     second = done[1]
-    stored = read_notes(study, storage).get(RUNNER_UP_ATTR)
-    if isinstance(stored, dict) and (stored.get("best"), stored.get("runner_up")) == (
-        best.number,
-        second.number,
-    ):
+    stored = kept(notes, RUNNER_UP_ATTR, best.number)
+    if stored is not None and stored.get("runner_up") == second.number:
         return stored
     other = known.get(second.number)
     run_id = second.user_attrs.get(RUN_ID_ATTR)
@@ -109,7 +107,7 @@ def compare_runner_up(
         engine.predict(weights, data.X_val) == y, engine.predict(other, data.X_val) == y
     )
     found = {
-        "best": best.number,
+        "trial": best.number,
         "runner_up": second.number,
         "n": int(y.shape[0]),
         "only_best": test.only_first,
@@ -152,15 +150,20 @@ def describe_runner_up(found: dict[str, Any]) -> str:
 
 
 def refit_best(
-    study: optuna.Study, storage: str, spec: StudySpec, best: FrozenTrial, data: engine.Dataset
+    study: optuna.Study,
+    storage: str,
+    notes: Mapping[str, Any],
+    spec: StudySpec,
+    best: FrozenTrial,
+    data: engine.Dataset,
 ) -> dict[str, Any] | None:
     """The course's refit ([train] refit = true): the best trial's settings trained again, same
     epochs, seed and schedule, on the training and validation splits together (the features
     scaled as the study scales them, by the training split's statistics), and tested once.
     Nothing is chosen with it: it is reported beside the selected model, labelled. Kept on the
     study, and done again only for a new best."""
-    stored = read_notes(study, storage).get(REFIT_ATTR)
-    if isinstance(stored, dict) and stored.get("trial") == best.number:
+    stored = kept(notes, REFIT_ATTR, best.number)
+    if stored is not None:
         return stored
     params = Params.of(best.params)
     if params is None:

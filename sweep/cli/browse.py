@@ -131,6 +131,7 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
     from ..report.view import gather
     from ..signals import checkpoint
     from ..store.home import Home
+    from ..store.notes import read_notes
     from ..store.study import load_study, stored_spec
     from ..track.tracker import Tracker
     from ..trial import test_evaluations
@@ -151,7 +152,8 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
         view = gather(stored, spec, tracker, where, data=data)
         # (a report drawn without the data lacks the test figures: a later run draws it again)
         tested = test_evaluations(stored.user_attrs)
-        key = report_key(stored) if data is not None or not tested else ""
+        notes = read_notes(stored, where.storage)
+        key = report_key(stored, notes) if data is not None or not tested else ""
         written = write_report(view, where.report_dir(study), drawn_for=key)
         if tracker.parent_id is not None:
             tracker.log_reports(written.files)

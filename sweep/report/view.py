@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..scores import stored_scores
+from ..scores import kept
 from ..spec import PARAMS, ParamRange, StudySpec
 from ..trial import (
     CHARTED,
@@ -21,6 +21,7 @@ from ..trial import (
     REFIT_ATTR,
     RUN_ID_ATTR,
     RUNNER_UP_ATTR,
+    SCORES_ATTR,
     History,
     Outcome,
     Params,
@@ -154,7 +155,7 @@ class StudyView:
     test_accuracy: float | None = None
     test_evaluations: list[tuple[int, float]] = field(default_factory=list)  # (trial, accuracy)
     test: TestView | None = None
-    test_scores: dict[str, Any] | None = None  # the tested trial's (scores.stored_scores)
+    test_scores: dict[str, Any] | None = None  # the tested trial's (scores.kept)
     runner_up: dict[str, Any] | None = None  # best vs runner-up on validation (McNemar)
     refit: dict[str, Any] | None = None  # the course's refit on train + validation, if made
     loss_timing: Mapping[str, Any] | None = None
@@ -257,13 +258,9 @@ def gather(
     tested = dict(view.test_evaluations)
     if best is not None and best.number in tested:
         view.test_accuracy = tested[best.number]
-        view.test_scores = stored_scores(attrs, best.number)
-        runner_up = attrs.get(RUNNER_UP_ATTR)
-        if isinstance(runner_up, dict) and runner_up.get("best") == best.number:
-            view.runner_up = runner_up
-        refit = attrs.get(REFIT_ATTR)
-        if isinstance(refit, dict) and refit.get("trial") == best.number:
-            view.refit = refit
+        view.test_scores = kept(attrs, SCORES_ATTR, best.number)
+        view.runner_up = kept(attrs, RUNNER_UP_ATTR, best.number)
+        view.refit = kept(attrs, REFIT_ATTR, best.number)
     for number in view.template_trials():
         found = (weights or {}).get(number)
         if found is None and run_ids.get(number):
@@ -276,8 +273,8 @@ def gather(
             view.test = test_view(best.number, view.weights[best.number], data, temperature)
     top, pruned = view.curve_trials()
     for shown in top + pruned:
-        kept = histories[shown.number]
-        stored = {k: kept.series(k) for k in CHARTED} if kept.epochs else {}
+        history = histories[shown.number]
+        stored = {k: history.series(k) for k in CHARTED} if history.epochs else {}
         if not stored and shown.run_id:  # told before histories were kept
             stored = {"val_accuracy": tracker.metric_history(shown.run_id, "val_accuracy")}
         if stored.get("val_accuracy"):

@@ -94,7 +94,7 @@ def test_the_test_figures_come_from_the_tested_trials_one_evaluation(
     best_right = engine.predict(model.weights, data.X_val) == data.y_val
     second_right = engine.predict(second.weights, data.X_val) == data.y_val
     runner_up = report["runner_up"]
-    assert runner_up["best"] == best
+    assert runner_up["trial"] == best
     assert runner_up["only_best"] == int(np.sum(best_right & ~second_right))
     assert runner_up["only_runner_up"] == int(np.sum(second_right & ~best_right))
     assert runner_up["p_value"] == pytest.approx(engine.mcnemar(best_right, second_right).p_value)
