@@ -238,7 +238,9 @@ class History:
         return [float(h[key]) for h in self.epochs]
 
     def last(self, key: str) -> float | None:
-        return float(self.epochs[-1][key]) if self.epochs else None
+        """The last epoch's `key`, or None (no epoch, or a metric kept only since, as l2_term)."""
+        value = self.epochs[-1].get(key) if self.epochs else None
+        return None if value is None else float(value)
 
     @property
     def best_val_accuracy(self) -> float | None:

@@ -230,9 +230,7 @@ def gather(
                 reason=str(t.user_attrs.get(REASON_ATTR, "")),
                 run_id=str(t.user_attrs.get(RUN_ID_ATTR, "")),
                 train_loss=histories[t.number].last("train_loss"),
-                l2_term=histories[t.number].last(L2_TERM)
-                if histories[t.number].epochs and L2_TERM in histories[t.number].epochs[-1]
-                else None,
+                l2_term=histories[t.number].last(L2_TERM),
             )
         )
     from ..store.notes import read_notes
@@ -323,9 +321,8 @@ def grid_cell_bests(cells: list[dict[str, Any]]) -> dict[tuple[int, int], int]:
     return {key: c["trial"] for key, c in best.items()}
 
 
-EDGE_SHARE = (
-    0.05  # a best value in the outer 5% of its searched range (log-scaled if log) is on its edge
-)
+# A best value in the outer 5% of its searched range (log-scaled if log) is on the range's edge.
+EDGE_SHARE = 0.05
 
 
 def range_edges(view: StudyView) -> list[tuple[str, str, float, ParamRange]]:
