@@ -1,10 +1,10 @@
 """The sweep loop of one process: ask -> `engine.train_many` -> tell.
 
 One round: take back dead processes' trials, ask up to `side_by_side` trials (each asked and
-registered in one step no signal splits), train them side by side (without a pruner in one
-`train_many` call, where batch sizes that are multiples of the smallest share one pass; with
-one, a group per batch size, each judged against the groups before it: every epoch's validation
-accuracy goes to the pruner), and tell each trial its outcome (`trial.Outcome`). `n_trials`
+registered in one step no signal splits), train them side by side (in one `train_many`
+call, where batch sizes that are multiples of the smallest share one pass; with the median
+pruner, which counts only finished trials, a group per batch size, each judged against the
+groups before it; every epoch's validation accuracy goes to the pruner), and tell each trial its outcome (`trial.Outcome`). `n_trials`
 is the target total: running again resumes and never re-runs a finished trial. An exception
 while training is the outcome (error) of the group's trials, not the sweep's end. On an
 interrupt (`signals.Interrupted`) or any other exception, the trials in flight are given back
@@ -180,15 +180,17 @@ class Runner:
             return True
         with Heartbeat(self.storage, self.study, self.heartbeat_s) as beat:
             trials = [self._ask(beat) for _ in range(n)]
-            # Without a pruner, one call: the engine trains batch sizes that divide in one pass.
-            # With one, a group per batch size, one after another: the pruner then judges each
-            # group against the trials the groups before it finished (the main job trained 722
-            # model-epochs so, 1188 in one pass: more than the pass saved; bench/README.md).
+            # One call where it can: the engine trains batch sizes that divide in one pass, and
+            # Hyperband (successive halving) judges a trial against every trial that reached
+            # its rung, still training or not. The median pruner counts only finished trials:
+            # a group per batch size, one after another, lets it judge each group against the
+            # groups before it (the main job trained 722 model-epochs so with it, 1188 in one
+            # pass: more than the pass saved; bench/README.md).
             groups: dict[int, list[tuple[Trial, Params]]] = {}
             for trial in self._drop_duplicates(trials):
                 params = Params.of(trial.params)
                 assert params is not None  # (asked with every distribution)
-                key = params.batch_size if self.spec.pruner != "none" else 0
+                key = params.batch_size if self.spec.pruner == "median" else 0
                 groups.setdefault(key, []).append((trial, params))
             for _, group in sorted(groups.items()):
                 t0 = time.perf_counter()

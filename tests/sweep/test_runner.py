@@ -250,6 +250,22 @@ def test_pruning_stops_weak_trials_through_report_and_tell(home: Path, data_fold
             assert t.intermediate_values[step] <= np.median(others)
 
 
+@pytest.mark.parametrize(("pruner", "group_size"), [("hyperband", 4), ("median", 2)])
+def test_a_round_trains_in_one_pass_unless_the_median_pruner_needs_a_group_per_batch_size(
+    home: Path, data_folder: Path, pruner: str, group_size: int
+) -> None:
+    # Hyperband judges a trial against every trial at its rung, training or not: one pass. The
+    # median pruner counts finished trials only: one group per batch size, one after another.
+    name = f"one-pass-{pruner}"
+    text = spec_text(name, data_folder, n_trials=4, pruner=pruner, side_by_side=4, epochs=2,
+                     lr="{ values = [0.1] }", reg="{ values = [1e-4, 1e-3] }",
+                     batch="[16, 32]")  # fmt: skip
+    assert run(text, home).trials_this_run == 4
+    frame = sweep.load_runs(name, home=home)
+    assert sorted(frame["batch_size"]) == [16, 16, 32, 32]
+    assert set(frame["group_size"]) == {group_size}
+
+
 def test_an_exception_while_training_fails_only_that_rounds_trials(
     home: Path, data_folder: Path, monkeypatch
 ) -> None:
