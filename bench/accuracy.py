@@ -4,9 +4,9 @@ next to scikit-learn.
     python -m bench.accuracy     # every variant over 5 seeds (about 25 minutes on 2 cores)
     python -m bench.accuracy --seeds 2 --variants standardized-cosine --no-sklearn
 
-Each softsweep row is the whole main job (`studies/fashion_mnist.toml`: 64 TPE trials, median
-pruning, the best trial tested once) with only the features (and the lr and reg ranges that fit
-them), the schedule and `seed` changed, in a throwaway home. The seed changes the
+Each softsweep row is the whole main job (`studies/fashion_mnist.toml`: 64 TPE trials,
+Hyperband pruning, the best trial tested once) with only the features (and the lr and reg ranges
+that fit them), the schedule and `seed` changed, in a throwaway home. The seed changes the
 sampler, the initial weights and the batch order; the validation split stays the study file's
 (`split_seed`), the one scikit-learn is tuned on.
 
