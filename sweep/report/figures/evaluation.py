@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..view import StudyView, TestView
-from .base import _figure
+from .base import _figure, powers_of_ten
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -92,6 +92,7 @@ def reliability_figure(view: StudyView, test: TestView) -> Figure:
     first = frame[frame["model"] == curves[0][0]]
     bottom.bar(first["confidence"], first["images"], width=0.8 / 15, color="#4c72b0")
     bottom.set_yscale("log")
+    powers_of_ten(bottom.yaxis)
     bottom.set_ylabel("test images")
     bottom.set_xlabel("confidence (probability of the predicted class), 15 equal bins")
     eces = "; ".join(f"ECE {cal.ece:.4f} {name}" for name, cal in curves)

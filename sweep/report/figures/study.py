@@ -18,7 +18,7 @@ from ..view import (
     template_columns,
     template_weights,
 )
-from .base import _figure
+from .base import _figure, powers_of_ten
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -403,6 +403,7 @@ def path_figure(view: StudyView, path: list[TrialView]) -> Figure:
             ax.set_xscale("log")
         elif positive:
             ax.set_xscale("symlog", linthresh=min(positive))
+        powers_of_ten(ax.xaxis)
     bottom.set_xlabel("L2 regularization (reg)")
     bottom.grid(alpha=0.3)
     fig.suptitle(
@@ -469,6 +470,7 @@ def _timed_bars(ax: Any, names: list[str], runs: list[list[float]], unit: str, s
                 f"median {t:.3g} {unit} of {len(r)} runs\n(best {b:.3g}, slowest {w:.3g})",
                 va="center", fontsize=7.5)  # fmt: skip
     ax.set_xscale("log")
+    powers_of_ten(ax.xaxis)
     ax.set_xlim(min(best) / 2, right)
     ax.invert_yaxis()
     if min(len(r) for r in runs) < 3:  # one sample is no measurement: no headline from it
