@@ -83,7 +83,9 @@ def reliability_figure(view: StudyView, test: TestView) -> Figure:
     fig = _figure(6.4, 6.4)
     top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     top.plot([0, 1], [0, 1], ls="--", color="#888", lw=1, label="calibrated")
-    sns.lineplot(frame, x="confidence", y="accuracy", hue="model", marker="o", ax=top)
+    sns.lineplot(
+        frame, x="confidence", y="accuracy", hue="model", marker="o", ax=top, estimator=None
+    )  # one point per bin and model: nothing to average
     low = float(frame["lower"].min()) if len(frame) else 0.0
     top.set_xlim(low, 1.0)
     top.set_ylim(min(low, float(frame["accuracy"].min()) if len(frame) else 0.0) - 0.02, 1.01)

@@ -321,6 +321,7 @@ def curves_figure(
             sns.lineplot(
                 shown, x="epoch", y="value", hue="trial", hue_order=order, palette="tab10",
                 marker="o", markersize=3.5, linewidth=1.6, ax=ax, legend=metric == "val_accuracy",
+                estimator=None,  # one value per point: nothing to average or bootstrap
             )  # fmt: skip
             if metric != "all":  # framed on the top trials
                 low, high = shown["value"].min(), shown["value"].max()
@@ -383,6 +384,7 @@ def path_figure(view: StudyView, path: list[TrialView]) -> Figure:
     top.scatter([t.reg for t in others], [t.value for t in others], s=10, color="#bbbbbb",
                 label="other completed trials")  # fmt: skip
     sns.lineplot(frame, x="reg", y="validation accuracy", marker="o", ax=top, color="#1f77b4",
+                 estimator=None,  # each trial its point: none averaged, no band bootstrapped
                  label=f"lr ~ {best.learning_rate:.3g}, batch {best.batch_size}")  # fmt: skip
     top.scatter([best.reg], [best.value], s=90, facecolor="none", edgecolor="#d62728", lw=2,
                 zorder=5, label=f"best, #{best.number}")  # fmt: skip
@@ -392,7 +394,9 @@ def path_figure(view: StudyView, path: list[TrialView]) -> Figure:
     top.grid(alpha=0.3)
     long = frame.melt("reg", ["data loss", "L2 term"], var_name="part", value_name="loss")
     if long["loss"].notna().any():
-        sns.lineplot(long.dropna(), x="reg", y="loss", hue="part", marker="o", ax=bottom)
+        sns.lineplot(
+            long.dropna(), x="reg", y="loss", hue="part", marker="o", ax=bottom, estimator=None
+        )
         bottom.legend(fontsize=7.5)
     else:
         bottom.text(0.5, 0.5, "(trials from before the L2 term was kept)", ha="center",
