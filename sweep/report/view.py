@@ -120,11 +120,13 @@ def test_view(
     y = data.y_test
     C = probs.shape[1]
     confusion = np.bincount(y * C + predicted, minlength=C * C).reshape(C, C)
-    # (N, D) on the 0..255 scale (a dataset without a decoder holds [0, 1] pixels)
-    pixels = data.decoder.pixels(data.X_test) if data.decoder is not None else data.X_test * 255.0
 
     def shown(k: int) -> Shown:
-        image = np.clip(np.rint(pixels[k]), 0, 255).astype(np.uint8)
+        # Back on the 0..255 scale (a dataset without a decoder holds [0, 1] pixels): only the
+        # images shown, not all 10,000 (0.3 s of every closing).
+        row = data.X_test[k : k + 1]
+        pixels = data.decoder.pixels(row)[0] if data.decoder is not None else row[0] * 255.0
+        image = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
         display = _display(image.reshape(1, *data.image_shape))[0]
         return Shown(int(k), display, int(y[k]), int(predicted[k]), float(confidence[k]))
 
