@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the reference runs")
     args = parser.parse_args()
     import sweep
-    from sweep.launch import load_data
+    from sweep.data import load_data
     from sweep.spec import load_spec
 
     spec = load_spec(STUDY)

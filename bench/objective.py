@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=Path(".softsweep"))
     parser.add_argument("--regs", type=float, nargs="+", default=[1e-5, 1e-4, 1e-3, 3e-3, 1e-2])
     args = parser.parse_args()
-    from sweep.launch import load_data
+    from sweep.data import load_data
     from sweep.spec import load_spec
 
     spec = load_spec(STUDY)

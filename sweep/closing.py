@@ -7,7 +7,7 @@ what it still holds in memory (weights, curves).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -69,7 +69,7 @@ class Closing:
 def best_weights(
     spec: StudySpec,
     best: FrozenTrial,
-    data: engine.Dataset,
+    data: Callable[[], engine.Dataset],
     tracker: Tracker,
     known: dict[int, np.ndarray],
     notes: list[str],
@@ -81,7 +81,7 @@ def best_weights(
     run_id = best.user_attrs.get(RUN_ID_ATTR)
     weights = tracker.download_weights(run_id) if run_id else None
     if weights is None:
-        weights, note = retrain(data, spec, best)
+        weights, note = retrain(data(), spec, best)
         notes.append(
             f"The weights of trial #{best.number} were not in its MLflow run: it was trained "
             "again" + (f"; {note}." if note else ", to the same validation accuracy.")
@@ -89,6 +89,18 @@ def best_weights(
         if weights is not None:
             tracker.log_trial_weights(spec.name, best.number, weights)
     return weights
+
+
+def _save_model(weights: np.ndarray, data: Callable[[], engine.Dataset], path: Path) -> Path | None:
+    """`track.model.save_model` for the best trial, with what its data says about its inputs;
+    None for data given as features rather than images (the model takes images)."""
+    dataset = data()
+    if dataset.decoder is None or dataset.pixels_train is None:
+        return None
+    return save_model(
+        path, weights=weights, decoder=dataset.decoder, image_shape=dataset.image_shape,
+        class_names=dataset.class_names, example=dataset.pixels_train[:3],
+    )  # fmt: skip
 
 
 def retrain(
@@ -139,7 +151,7 @@ def close_study(
     spec: StudySpec,
     study: optuna.Study,
     home: Home,
-    data: engine.Dataset,
+    data: Callable[[], engine.Dataset],
     tracker: Tracker,
     loop: LoopResult | None,
     *,
@@ -149,7 +161,8 @@ def close_study(
     """Evaluate the best trial on the test set (once per trial that was ever best: a tested
     trial's accuracy is read back, never measured again), draw the report into
     `home.report_dir(study)`, and finish the study's MLflow run. `stopped` says why the study
-    ended before its target (its deadline), for the run and the report."""
+    ended before its target (its deadline), for the run and the report. `data()` gives the
+    study's data: called only for what is not kept yet (a test, a comparison, a report)."""
     closing = Closing(count_outcomes(study))
     notes: dict[str, Any] = {}  # softsweep's notes on the study, once read
     known = loop.weights() if loop is not None else {}
@@ -163,7 +176,7 @@ def close_study(
         if best.number in dict(tested):
             closing.test_accuracy = dict(tested)[best.number]
         elif weights is not None:
-            notes[SCORES_ATTR] = score_test(best.number, weights, data)
+            notes[SCORES_ATTR] = score_test(best.number, weights, data())
             write_notes(study, home.storage, {SCORES_ATTR: notes[SCORES_ATTR]})
             closing.test_accuracy = notes[SCORES_ATTR]["correct"] / notes[SCORES_ATTR]["n"]
             tested.append((best.number, closing.test_accuracy))
@@ -180,13 +193,8 @@ def close_study(
             )
         if weights is not None:
             known = {**known, best.number: weights}
-            if data.decoder is not None and data.pixels_train is not None:
-                save = partial(
-                    save_model, weights=weights, decoder=data.decoder,
-                    image_shape=data.image_shape, class_names=data.class_names,
-                    example=data.pixels_train[:3],
-                )  # fmt: skip
-                tracker.log_best_model(spec.name, best.number, save)
+            # (called in the tracker's thread, only if the model is not registered yet)
+            tracker.log_best_model(spec.name, best.number, partial(_save_model, weights, data))
     if stopped:
         study.set_user_attr("stopped", stopped)
     elif study.user_attrs.get("stopped"):
@@ -200,7 +208,7 @@ def close_study(
         key = report_key(study, notes)
         written = drawn_report(home.report_dir(spec.name), key)  # nothing new: it stands
         if written is None:
-            view = gather(study, spec, tracker, home, weights=known, data=data)
+            view = gather(study, spec, tracker, home, weights=known, data=data())
             written = write_report(view, home.report_dir(spec.name), drawn_for=key)
         tracker.log_reports(written.files)  # (again too: the tracking store may be a new one)
         closing.report_dir = written.folder

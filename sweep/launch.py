@@ -4,19 +4,20 @@ closing; how it ended, as data (`StudyResult`; `cli/run.py` renders it as the su
     run_study(spec, home)  # `sweep run`, `sweep worker`, and `sweep.run()` from Python
 
 What happens, in order: the tracker's thread starts importing MLflow and opening its store; the
-data is loaded and checked (before anything is written to a store); the study is created or
-joined (a study with other settings is refused); this process's owner lock is taken; then the
-loop (`runner.Runner`) or, with `workers` > 1, that many `sweep worker` processes
-(`workers.run_workers`); then the closing (`closing.close_study`). Ctrl-C, SIGTERM and SIGHUP
-are handled throughout (`signals.Interrupts`): the loop gives its trials in flight back, and
-`Interrupted` reaches the caller, which exits 130 / 143 / 129.
+study is created (its data loaded and checked first: data it refuses leaves no study) or joined (a
+study with other settings is refused); this process's owner lock is taken; the data is loaded if
+trials are left to train (`data.StudyData`: a run that finds its study done reads it only for what
+its closing does not find kept); then the loop (`runner.Runner`) or, with `workers` > 1, that many
+`sweep worker` processes (`workers.run_workers`); then the closing (`closing.close_study`). Ctrl-C,
+SIGTERM and SIGHUP are handled throughout (`signals.Interrupts`): the loop gives its trials in
+flight back, and `Interrupted` reaches the caller, which exits 130 / 143 / 129.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,19 +29,20 @@ from optuna.storages import RDBStorage
 import engine
 
 from .closing import Closing, close_study
+from .data import StudyData
 from .runner import LoopResult, OnProgress, Runner
 from .signals import Interrupted, Interrupts
 from .spec import StudySpec
 from .store.home import Home, Owner
 from .store.notes import read_notes, write_notes
 from .store.study import HEARTBEAT_S, enqueue_missing, open_study, progress, store_lock
-from .track.inputs import describe_data
+from .track.inputs import describe_data, study_file_source
 from .track.probes import describe
 from .track.sync import records
 from .track.tracker import Tracker
 from .trial import Outcome
 
-__all__ = ["StudyResult", "load_data", "prepare_study", "run_study"]
+__all__ = ["StudyResult", "prepare_study", "run_study"]
 
 SYNC_WAIT_S = 30.0  # the end of a sweep waits this long for a tracking store that went away
 
@@ -105,7 +107,7 @@ class StudyResult:
         return max(0.0, self.loop.loop_s - self.loop.engine_s - self.tracking_s)
 
 
-def _fixed_params(spec: StudySpec, data: engine.Dataset) -> dict[str, str]:
+def _fixed_params(spec: StudySpec, described: Mapping[str, Any]) -> dict[str, str]:
     """The settings every trial run shows besides its own params."""
     return {
         "epochs": str(spec.epochs),
@@ -117,29 +119,8 @@ def _fixed_params(spec: StudySpec, data: engine.Dataset) -> dict[str, str]:
         "standardize": str(spec.standardize).lower(),
         "sampler": spec.sampler,
         "pruner": spec.pruner,
-        "val_size": str(data.X_val.shape[0]),
+        "val_size": str(described["settings"]["val_size"]),
     }
-
-
-def load_data(spec: StudySpec) -> engine.Dataset:
-    """The study's data, split and scaled as its trials see it, and checked against the study
-    (before a study exists in the stores)."""
-    data = engine.load_dataset(
-        spec.dataset,
-        data_dir=spec.data_dir,
-        val_size=spec.val_size,
-        seed=spec.data_seed,
-        center=spec.center,
-        standardize=spec.standardize,
-    )
-    n = data.X_train.shape[0]
-    if max(spec.batch_size) > n:
-        raise ValueError(
-            f"{spec.source}: [space] batch_size must be at most the training split's size, got "
-            f"{max(spec.batch_size)}, and {spec.dataset} leaves {n} training examples (after "
-            f"the {data.X_val.shape[0]} of the validation split). Use smaller batch sizes."
-        )
-    return data
 
 
 def run_study(
@@ -176,18 +157,21 @@ def run_study(
     # short, and waits on a database that stopped answering know the sweep is stopping.
     with Interrupts() as interrupts:
         try:
-            data = load_data(spec)  # bad data fails here, before a study exists
+            data = StudyData(spec)  # loaded when first needed: a finished study may not
             study, storage = open_study(
-                spec, home, heartbeat_s=heartbeat_s, close_run=tracker.fail_trial_runs
-            )
+                spec, home, heartbeat_s=heartbeat_s, close_run=tracker.fail_trial_runs,
+                before_create=data,  # bad data fails here, before a study exists
+            )  # fmt: skip
             owner = Owner(home)
-            described = _describe(study, storage, spec, data)
-            tracker.set_fixed_params(_fixed_params(spec, data), described)
+            grid = spec.grid_size is not None
+            now = progress(study, grid)
+            # A run with trials to train reads the data now (and describes it again); one that
+            # finds the study done keeps the description an earlier run stored.
+            described = _describe(study, storage, spec, data if now.done < spec.target else None)
+            tracker.set_fixed_params(_fixed_params(spec, described), described)
             tracker.start_study(spec.name, spec.as_params(), spec.text)
             # Runs a killed process (or a tracking server that was down) left behind.
             tracker.sync_in_background(spec.name, records(study, home, owner.name))
-            grid = spec.grid_size is not None
-            now = progress(study, grid)
             if on_start is not None:
                 on_start(now.done, spec.target)
             if grid and not now.waiting:
@@ -271,7 +255,8 @@ def prepare_study(spec: StudySpec, home: Home) -> int:
     without training: the one-shot step before workers start (`sweep create`). Returns the
     number of cells queued. Safe to repeat."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    data = load_data(spec)  # data that `sweep run` would refuse (a val_size past it) is refused now
+    data = StudyData(spec)
+    data()  # data that `sweep run` would refuse (a val_size past it) is refused now
     tracker = Tracker(
         home.tracking_uri,
         spec.name,
@@ -280,7 +265,8 @@ def prepare_study(spec: StudySpec, home: Home) -> int:
     )
     try:
         study, storage = open_study(spec, home)
-        tracker.set_fixed_params(_fixed_params(spec, data), _describe(study, storage, spec, data))
+        described = _describe(study, storage, spec, data)
+        tracker.set_fixed_params(_fixed_params(spec, described), described)
         tracker.start_study(spec.name, spec.as_params(), spec.text)
         now = progress(study, spec.grid_size is not None)
         return enqueue_missing(study, spec, now) if not now.waiting else 0
@@ -289,31 +275,39 @@ def prepare_study(spec: StudySpec, home: Home) -> int:
 
 
 def _describe(
-    study: optuna.Study, storage: RDBStorage, spec: StudySpec, data: engine.Dataset
+    study: optuna.Study, storage: RDBStorage, spec: StudySpec, data: StudyData | None
 ) -> dict[str, Any]:
     """What a report or a repair needs to know about a study later, stored on it: the study
     file, the data's image shape and class names, the data as its MLflow runs show it (returned
     too), and the naive vs vectorized timings (~1 s, once); the dataset's name is the one user
-    attribute `optuna studies` shows."""
+    attribute `optuna studies` shows. `data` None: the description an earlier run stored stands
+    (only the study file's place is updated), and no data is read."""
     if study.user_attrs.get("dataset") != spec.dataset:
         study.set_user_attr("dataset", spec.dataset)
-    described = describe_data(
-        data,
-        study_file=spec.source,
-        val_size=int(data.X_val.shape[0]),
-        split_seed=spec.data_seed,
-        preprocessing=spec.preprocessing,
-    )
-    notes: dict[str, object] = {
-        "image_shape": list(data.image_shape),
-        "class_names": list(data.class_names),
-        "data": described,
-    }
-    if spec.text:
+    stored = read_notes(study, storage)
+    notes: dict[str, object] = {}
+    if spec.text and stored.get("spec_toml") != spec.text:
         notes["spec_toml"] = spec.text
-    if "loss_timing" not in read_notes(study, storage):
-        notes["loss_timing"] = _timing(data, spec.seed)
-    write_notes(study, storage, notes)
+    if data is None and stored.get("data") and "loss_timing" in stored:
+        described = {**stored["data"], "source": study_file_source(spec.source)}
+        if described != stored["data"]:
+            notes["data"] = described
+    else:
+        dataset = (data or StudyData(spec))()
+        described = describe_data(
+            dataset,
+            study_file=spec.source,
+            val_size=int(dataset.X_val.shape[0]),
+            split_seed=spec.data_seed,
+            preprocessing=spec.preprocessing,
+        )
+        notes["image_shape"] = list(dataset.image_shape)
+        notes["class_names"] = list(dataset.class_names)
+        notes["data"] = described
+        if "loss_timing" not in stored:
+            notes["loss_timing"] = _timing(dataset, spec.seed)
+    if notes:
+        write_notes(study, storage, notes)
     return described
 
 

@@ -100,7 +100,7 @@ class Runner:
         spec: StudySpec,
         study: optuna.Study,
         storage: RDBStorage,
-        data: engine.Dataset,
+        data: Callable[[], engine.Dataset],  # loaded on the first group it trains
         tracker: Tracker,
         owner: Owner,
         interrupts: Interrupts,
@@ -269,10 +269,11 @@ class Runner:
 
         configs = [(p.learning_rate, p.reg) for _, p in asked]
         batch_sizes = [p.batch_size for _, p in asked]
+        data = self.data()  # (loaded already when the sweep began with trials to train)
         t0 = time.perf_counter()
         try:
             results: list[engine.TrainResult] | None = engine.train_many(
-                self.data, configs, batch_size=batch_sizes, epochs=spec.epochs, seed=spec.seed,
+                data, configs, batch_size=batch_sizes, epochs=spec.epochs, seed=spec.seed,
                 schedule=spec.lr_schedule, on_epoch=on_epoch,
                 loss=spec.loss,  # type: ignore[arg-type]
             )  # fmt: skip

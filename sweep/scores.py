@@ -9,7 +9,7 @@ report read them back instead of looking at the test set again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -81,7 +81,7 @@ def compare_runner_up(
     notes: Mapping[str, Any],
     best: FrozenTrial,
     weights: np.ndarray,
-    data: engine.Dataset,
+    data: Callable[[], engine.Dataset],
     tracker: Tracker,
     known: dict[int, np.ndarray],
 ) -> dict[str, Any] | None:
@@ -102,10 +102,8 @@ def compare_runner_up(
         other = tracker.download_weights(run_id)
     if other is None:
         return None
-    y = data.y_val
-    test = engine.mcnemar(
-        engine.predict(weights, data.X_val) == y, engine.predict(other, data.X_val) == y
-    )
+    X, y = data().X_val, data().y_val
+    test = engine.mcnemar(engine.predict(weights, X) == y, engine.predict(other, X) == y)
     found = {
         "trial": best.number,
         "runner_up": second.number,
@@ -155,7 +153,7 @@ def refit_best(
     notes: Mapping[str, Any],
     spec: StudySpec,
     best: FrozenTrial,
-    data: engine.Dataset,
+    load: Callable[[], engine.Dataset],
 ) -> dict[str, Any] | None:
     """The course's refit ([train] refit = true): the best trial's settings trained again, same
     epochs, seed and schedule, on the training and validation splits together (the features
@@ -170,6 +168,7 @@ def refit_best(
         return None
     import dataclasses
 
+    data = load()
     merged = dataclasses.replace(
         data,
         X_train=np.concatenate([data.X_train, data.X_val]),

@@ -126,7 +126,7 @@ def report(study: str, home: Path | None, storage: str | None, tracking_uri: str
     """Rebuild the report of STUDY from its stored trials and runs (no training), and log it to
     the study's MLflow run when it has one."""
     from ..closing import report_key
-    from ..launch import load_data
+    from ..data import load_data
     from ..report.files import write_report
     from ..report.view import gather
     from ..signals import checkpoint

@@ -63,7 +63,7 @@ def loss_check(
     if repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {repeats}.")
     if study is not None:
-        from ..launch import load_data
+        from ..data import load_data
 
         data = load_data(study)
         features = f"{study.preprocessing}, as study {study.name!r} trains ({study.source})"

@@ -187,9 +187,17 @@ def open_study(
     *,
     heartbeat_s: int = HEARTBEAT_S,
     close_run: CloseRun | None = None,
+    before_create: Callable[[], object] | None = None,
 ) -> tuple[optuna.Study, RDBStorage]:
     """Create the study, or join it (any number of workers may do this at once). A study that
-    exists with other settings (`StudySpec.identity`) is refused before anything is written."""
+    exists with other settings (`StudySpec.identity`) is refused before anything is written.
+    `before_create` runs only when the study does not exist yet, before it is created (the
+    sweep checks the study's data there: data it refuses leaves no study behind)."""
+    path = sqlite_path(home.storage)
+    if before_create is not None and path is not None and not path.exists():
+        before_create()  # a new SQLite store: no file is made for a study refused here
+        before_create = None
+    checking = False  # in `before_create`, whose errors are the caller's, not the storage's
     try:
         # Workers started together on a new PostgreSQL database otherwise race in CREATE TABLE,
         # and all but one fail (UniqueViolation on pg_type). SQLite stores are made whole
@@ -197,6 +205,10 @@ def open_study(
         postgres = home.storage.startswith("postgresql")
         with store_lock(home.storage, "create") if postgres else contextlib.nullcontext():
             storage = make_storage(home.storage, spec, heartbeat_s=heartbeat_s, close_run=close_run)
+            if before_create is not None and not _exists(storage, spec.name):
+                checking = True
+                before_create()
+                checking = False
             study = optuna.create_study(
                 study_name=spec.name,
                 storage=storage,
@@ -208,6 +220,8 @@ def open_study(
     except RuntimeError:
         raise  # already one paragraph (check_sqlite_file)
     except Exception as exc:  # the driver's errors: SQLAlchemy's OperationalError and friends
+        if checking:
+            raise
         raise _storage_error(home.storage, exc) from None
     if study.metric_names is None:  # optuna-dashboard and `optuna` commands show the name
         study.set_metric_names(["val_accuracy"])
@@ -225,6 +239,14 @@ def open_study(
             "timeout_s and side_by_side may change between runs of one study."
         )
     return study, storage
+
+
+def _exists(storage: RDBStorage, name: str) -> bool:
+    try:
+        storage.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True
 
 
 def load_study(study_name: str, home: Home) -> optuna.Study:

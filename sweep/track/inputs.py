@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SPLITS", "dataset_inputs", "describe_data", "source_tags"]
+__all__ = ["SPLITS", "dataset_inputs", "describe_data", "source_tags", "study_file_source"]
 
 # split -> (MLflow's context tag, the arrays' attribute suffix)
 SPLITS = {"train": ("training", "train"), "val": ("validation", "val"), "test": ("test", "test")}
@@ -59,9 +59,8 @@ def describe_data(
             "rows": int(X.shape[0]),
             "dtype": str(X.dtype),
         }
-    path = Path(study_file)
     return {
-        "source": str(path.resolve()) if path.is_file() else "",
+        "source": study_file_source(study_file),
         "folder": data.source,
         "features": int(data.X_train.shape[1]),
         "image_shape": list(data.image_shape),
@@ -69,6 +68,12 @@ def describe_data(
         "settings": settings,
         "splits": splits,
     }
+
+
+def study_file_source(study_file: str) -> str:
+    """The study file's absolute path, or "" for a study given as text (no file)."""
+    path = Path(study_file)
+    return str(path.resolve()) if path.is_file() else ""
 
 
 def source_tags(described: Mapping[str, Any] | None) -> dict[str, str]:

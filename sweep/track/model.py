@@ -87,7 +87,8 @@ def log_best_model(
     save: Any,
 ) -> str | None:
     """Log and register the model `save(folder) -> model folder` writes, for the best trial's
-    run `run_id`; None (nothing done) if that run already has a registered version."""
+    run `run_id`; None (nothing done) if that run already has a registered version, or if
+    `save` returns None (no model for this data)."""
     from mlflow.entities import LoggedModelOutput
     from mlflow.exceptions import MlflowException
 
@@ -96,6 +97,8 @@ def log_best_model(
         return None
     with tempfile.TemporaryDirectory(prefix="softsweep-model-") as tmp:
         folder = save(Path(tmp))
+        if folder is None:
+            return None
         model = client.create_logged_model(
             experiment_id,
             name=f"{study_name}-trial-{trial}",

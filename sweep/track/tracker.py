@@ -247,7 +247,9 @@ class Tracker:
         if parent is not None:
             self._try("report artifacts", MlflowStore.log_reports, parent, list(files))
 
-    def log_best_model(self, study_name: str, number: int, save: Callable[[Path], Path]) -> None:
+    def log_best_model(
+        self, study_name: str, number: int, save: Callable[[Path], Path | None]
+    ) -> None:
         """The best trial as an MLflow Model, registered (`model.log_best_model`): in the
         thread, while the report is drawn; `finish_study` waits for it with the other writes."""
         self._model = self._call(_guarded(MlflowStore.log_best_model), study_name, number, save)

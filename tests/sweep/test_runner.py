@@ -266,6 +266,28 @@ def test_a_round_trains_in_one_pass_unless_the_median_pruner_needs_a_group_per_b
     assert set(frame["group_size"]) == {group_size}
 
 
+def test_a_finished_study_runs_again_without_reading_its_data(home: Path, tmp_path: Path) -> None:
+    # Nothing to train, test or draw: the data files are not read (here they are gone).
+    folder = write_idx_dataset(tmp_path / "gone", n_train=200, n_test=60)
+    text = spec_text("no-data-needed", folder, sampler="random", n_trials=3, epochs=2,
+                     lr="{ low = 0.03, high = 0.3 }", reg="{ low = 1e-4, high = 1e-3 }")  # fmt: skip
+    first = run_spec(text, home)  # with its report: a kept report is not drawn again
+    assert first.n_complete >= 2 and first.test_accuracy is not None
+    for file in folder.iterdir():
+        file.unlink()
+    again = run_spec(text, home)
+    assert again.trials_this_run == 0
+    assert (again.test_accuracy, again.closing.runner_up) == (
+        first.test_accuracy,
+        first.closing.runner_up,
+    )
+    assert again.report_dir == first.report_dir and (again.report_dir / "index.html").exists()
+    # With a trial left to train, it reads them, and says so when they are gone.
+    more = text.replace("n_trials = 3", "n_trials = 4")
+    with pytest.raises(FileNotFoundError, match="gone"):
+        run_spec(more, home)
+
+
 def test_an_exception_while_training_fails_only_that_rounds_trials(
     home: Path, data_folder: Path, monkeypatch
 ) -> None:

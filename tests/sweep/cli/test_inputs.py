@@ -36,6 +36,19 @@ def test_a_batch_larger_than_the_training_split_is_refused_up_front(tmp_path: Pa
     assert not (home / "optuna.db").exists()
 
 
+def test_bad_data_for_a_new_study_in_an_existing_store_creates_no_study(tmp_path: Path) -> None:
+    data = write_idx_dataset(tmp_path / "blobs", n_train=100, n_test=20)
+    home = tmp_path / "home"
+    fine = spec_text("fine", data, n_trials=1, epochs=1, batch="[16]")
+    code, said = run(tmp_path, fine, "--home", str(home))
+    assert code == 0, said
+    code, said = run(tmp_path, spec_text("big-batch", data, batch="[512]"), "--home", str(home))
+    assert code == 2 and "batch_size must be at most the training split's size" in said
+    import optuna
+
+    assert optuna.get_all_study_names(f"sqlite:///{home / 'optuna.db'}") == ["fine"]
+
+
 def test_a_home_that_is_a_file_is_one_paragraph(tmp_path: Path) -> None:
     data = write_idx_dataset(tmp_path / "blobs", n_train=100, n_test=20)
     (tmp_path / "afile").write_text("not a folder")
