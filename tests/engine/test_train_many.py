@@ -173,6 +173,29 @@ def test_a_model_that_diverges_or_stops_mid_batch_leaves_the_others_exact(
         np.testing.assert_allclose(many[k].weights, single.weights, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("kind", ["constant", "cosine"])
+def test_models_left_after_the_smallest_batches_stop_stay_exact(
+    tiny64: engine.Dataset, kind: str
+) -> None:
+    """Batch 16 stops after epoch 1 and batch 48 after epoch 2: the others step in larger
+    chunks from the next epoch, 16 (48, 32 and 64 left: their common divisor), then 32."""
+    configs = [(0.3, 1e-3), (0.05, 0.0), (1.0, 1e-4), (0.1, 0.05)]
+    sizes = [16, 48, 32, 64]
+    stops = {1: [0], 2: [1]}  # epoch -> models stopped after it
+    common = dict(epochs=4, seed=3, dtype=np.float64, schedule=engine.Schedule(kind))
+    many = engine.train_many(
+        tiny64, configs, batch_size=sizes, on_epoch=lambda e, m: stops.get(e, []), **common
+    )
+    assert [r.end_epoch for r in many] == [1, 2, 4, 4]
+    for k in (2, 3):
+        (lr, reg), size = configs[k], sizes[k]
+        single = engine.train(tiny64, learning_rate=lr, reg=reg, batch_size=size, **common)
+        np.testing.assert_allclose(many[k].weights, single.weights, rtol=0, atol=1e-10)
+        for a, b in zip(many[k].history, single.history, strict=True):
+            assert a["val_accuracy"] == b["val_accuracy"]
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-10)
+
+
 def test_sizes_that_do_not_divide_train_in_passes_of_their_own(tiny64: engine.Dataset) -> None:
     seen: list[list[int]] = []
 
