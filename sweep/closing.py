@@ -157,16 +157,20 @@ def close_study(
     *,
     report: bool = True,
     stopped: str = "",
+    say: Callable[[str], None] | None = None,
 ) -> Closing:
     """Evaluate the best trial on the test set (once per trial that was ever best: a tested
     trial's accuracy is read back, never measured again), draw the report into
     `home.report_dir(study)`, and finish the study's MLflow run. `stopped` says why the study
     ended before its target (its deadline), for the run and the report. `data()` gives the
-    study's data: called only for what is not kept yet (a test, a comparison, a report)."""
+    study's data: called only for what is not kept yet (a test, a comparison, a report).
+    `say(what)` is told what it is doing, as it starts each step (the progress bar shows it)."""
+    tell = say or (lambda what: None)
     closing = Closing(count_outcomes(study))
     notes: dict[str, Any] = {}  # softsweep's notes on the study, once read
     known = loop.weights() if loop is not None else {}
     if closing.counts[Outcome.COMPLETE]:
+        tell("testing the best trial")
         best = study.best_trial
         closing.best_trial, closing.best_value = best.number, best.value
         closing.best_params = dict(best.params)
@@ -208,11 +212,13 @@ def close_study(
         key = report_key(study, notes)
         written = drawn_report(home.report_dir(spec.name), key)  # nothing new: it stands
         if written is None:
+            tell("drawing the report")
             view = gather(study, spec, tracker, home, weights=known, data=data())
             written = write_report(view, home.report_dir(spec.name), drawn_for=key)
         tracker.log_reports(written.files)  # (again too: the tracking store may be a new one)
         closing.report_dir = written.folder
         closing.report_notes += written.notes
+    tell("finishing the study's MLflow run")
     metrics, tags = study_summary(study, notes or read_notes(study, home.storage), closing.counts)
     sweep_s = loop.loop_s if loop is not None else 0.0
     tracker.finish_study(metrics, tags, sweep_s=sweep_s)

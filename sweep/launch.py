@@ -196,13 +196,17 @@ def run_study(
             outcome = StudyResult(spec.name, home, spec.target, end.done, None, loop)
             outcome.timeout_s = spec.timeout_s or 0.0
             closing_started = time.perf_counter()
+
+            def say(what: str) -> None:  # the bar shows what the end of the sweep is doing
+                if on_progress is not None:
+                    on_progress(end.done, end.best_value, what, 0)
+
+            say("waiting for tracking to catch up")
             tracker.flush()
             finished = records(study, home, owner.name)
             if tracker.sync(spec.name, finished, wait=SYNC_WAIT_S) is None:
                 outcome.untracked = len(tracker.untracked) or len(finished)
                 outcome.tracking_down = tracker.down or (tracker.errors or ["no answer"])[-1]
-            if on_progress is not None:
-                on_progress(end.done, end.best_value, "", 0)
             if warming is not None:  # (the closing needs those imports: no time lost)
                 warming.join()
             others = end.running or (end.waiting and not loop.deadline)
@@ -214,8 +218,9 @@ def run_study(
                     else ""
                 )
                 outcome.closing = close_study(
-                    spec, study, home, data, tracker, loop, report=report, stopped=stopped
-                )
+                    spec, study, home, data, tracker, loop, report=report, stopped=stopped,
+                    say=say,
+                )  # fmt: skip
             tracker.close()
             outcome.closing_s = time.perf_counter() - closing_started
         except BaseException as exc:

@@ -271,11 +271,23 @@ def test_a_finished_study_runs_again_without_reading_its_data(home: Path, tmp_pa
     folder = write_idx_dataset(tmp_path / "gone", n_train=200, n_test=60)
     text = spec_text("no-data-needed", folder, sampler="random", n_trials=3, epochs=2,
                      lr="{ low = 0.03, high = 0.3 }", reg="{ low = 1e-4, high = 1e-3 }")  # fmt: skip
-    first = run_spec(text, home)  # with its report: a kept report is not drawn again
+    said: list[str] = []
+
+    def on_progress(done: int, best: float | None, note: str, epochs: int) -> None:
+        if note and note not in said:
+            said.append(note)
+
+    first = run_spec(text, home, on_progress=on_progress)  # with its report, drawn once
     assert first.n_complete >= 2 and first.test_accuracy is not None
+    # The end of the sweep says what it is doing, step by step.
+    closing = ["waiting for tracking to catch up", "testing the best trial", "drawing the report",
+               "finishing the study's MLflow run"]  # fmt: skip
+    assert said == closing
     for file in folder.iterdir():
         file.unlink()
-    again = run_spec(text, home)
+    said.clear()
+    again = run_spec(text, home, on_progress=on_progress)
+    assert said == [step for step in closing if step != "drawing the report"]  # kept
     assert again.trials_this_run == 0
     assert (again.test_accuracy, again.closing.runner_up) == (
         first.test_accuracy,
