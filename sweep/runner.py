@@ -37,7 +37,7 @@ from optuna.trial import Trial
 import engine
 
 from .signals import Interrupts, checkpoint
-from .space import distributions
+from .space import distributions, pruning_epochs
 from .spec import StudySpec
 from .store.home import Owner
 from .store.study import Heartbeat, enqueue_missing, progress, reclaim
@@ -239,6 +239,7 @@ class Runner:
         pruned: set[int] = set()
         cut: set[int] = set()  # stopped at the deadline
         epoch_ms: dict[int, list[int]] = {}  # when each trial's epochs ended
+        judging = pruning_epochs(spec)
 
         def on_epoch(epoch: int, per_model: Mapping[int, Mapping[str, float]]) -> list[int]:
             checkpoint("training")
@@ -252,11 +253,12 @@ class Runner:
                 self._shown = (done, best, note, epochs + len(per_model))
                 self.on_progress(*self._shown)
             stop = []
+            judged = judging is None or epoch in judging  # (the pruner can stop a trial now)
             for k, metrics in per_model.items():
                 if spec.pruner != "none":
                     try:
                         group[k].report(metrics["val_accuracy"], epoch)
-                        if group[k].should_prune():
+                        if judged and group[k].should_prune():
                             pruned.add(k)
                             stop.append(k)
                     except StorageInternalError:  # the storage is away: no pruning this epoch

@@ -1,0 +1,42 @@
+"""The search space's pruners: what `runner` may skip asking them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from sweep.space import make_pruner, pruning_epochs
+from sweep.spec import parse_spec
+from tests.helpers import spec_text
+
+
+def test_hyperband_stops_trials_only_at_the_epochs_the_runner_asks_it() -> None:
+    # The runner asks the pruner only after `pruning_epochs`: checked against Optuna's own
+    # Hyperband, on noisy curves that it prunes often.
+    spec = parse_spec(
+        spec_text("hb", Path("data"), sampler="random", pruner="hyperband", epochs=20)
+    )
+    assert pruning_epochs(spec) == {1, 3, 9}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(spec))
+    rng = np.random.default_rng(0)
+    stopped_after = []
+    for _ in range(60):
+        trial = study.ask()
+        for epoch in range(1, spec.epochs + 1):
+            trial.report(float(rng.random()), epoch)
+            if trial.should_prune():
+                stopped_after.append(epoch)
+                study.tell(trial, state=TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, float(rng.random()))
+    assert len(stopped_after) > 20 and set(stopped_after) <= pruning_epochs(spec)
+
+
+def test_the_median_pruner_is_asked_after_every_epoch() -> None:
+    spec = parse_spec(spec_text("m", Path("data"), sampler="random", pruner="median"))
+    assert pruning_epochs(spec) is None
