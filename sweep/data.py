@@ -44,10 +44,6 @@ class StudyData:
         self._data: engine.Dataset | None = None
         self._lock = threading.Lock()
 
-    @property
-    def loaded(self) -> bool:
-        return self._data is not None
-
     def __call__(self) -> engine.Dataset:
         with self._lock:
             if self._data is None:
