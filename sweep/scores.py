@@ -102,7 +102,8 @@ def compare_runner_up(
         other = tracker.download_weights(run_id)
     if other is None:
         return None
-    X, y = data().X_val, data().y_val
+    dataset = data()
+    X, y = dataset.X_val, dataset.y_val
     test = engine.mcnemar(engine.predict(weights, X) == y, engine.predict(other, X) == y)
     found = {
         "trial": best.number,
@@ -153,7 +154,7 @@ def refit_best(
     notes: Mapping[str, Any],
     spec: StudySpec,
     best: FrozenTrial,
-    load: Callable[[], engine.Dataset],
+    data: Callable[[], engine.Dataset],
 ) -> dict[str, Any] | None:
     """The course's refit ([train] refit = true): the best trial's settings trained again, same
     epochs, seed and schedule, on the training and validation splits together (the features
@@ -168,11 +169,11 @@ def refit_best(
         return None
     import dataclasses
 
-    data = load()
+    dataset = data()
     merged = dataclasses.replace(
-        data,
-        X_train=np.concatenate([data.X_train, data.X_val]),
-        y_train=np.concatenate([data.y_train, data.y_val]),
+        dataset,
+        X_train=np.concatenate([dataset.X_train, dataset.X_val]),
+        y_train=np.concatenate([dataset.y_train, dataset.y_val]),
         pixels_train=None,  # the trainer reads the float rows of both splits
         decoder=None,
     )
@@ -184,12 +185,12 @@ def refit_best(
     if result.status != "completed" or result.weights is None:
         found: dict[str, Any] = {"trial": best.number, "failed": result.reason or result.status}
     else:
-        y = data.y_test
+        y = dataset.y_test
         found = {
             "trial": best.number,
             "n_train": int(merged.y_train.shape[0]),
             "n": int(y.shape[0]),
-            "correct": int(np.sum(engine.predict(result.weights, data.X_test) == y)),
+            "correct": int(np.sum(engine.predict(result.weights, dataset.X_test) == y)),
         }
     write_notes(study, storage, {REFIT_ATTR: found})
     return found
