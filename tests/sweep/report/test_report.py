@@ -5,6 +5,7 @@ studies run for real (tiny IDX data, SQLite + MLflow stores in a temporary home)
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import re
@@ -18,9 +19,15 @@ from mlflow import MlflowClient
 
 from sweep.cli import main
 from sweep.report import files as reports
-from sweep.report.figures import heatmap_figure, templates_figure, timing_figure
+from sweep.report.figures import (
+    confusion_figure,
+    heatmap_figure,
+    templates_figure,
+    timing_figure,
+)
 from sweep.report.view import (
     StudyView,
+    TestView,
     TrialView,
     cell_axes,
     describe_edges,
@@ -388,6 +395,44 @@ def test_non_square_templates_render(tmp_path: Path, data_folder: Path) -> None:
     data = json.loads((tmp_path / "r" / "report.json").read_text())
     assert data["templates"] == {"trial": 0, "classes": ["cat", "dog"], "image_shape": [3, 8]}
     assert (tmp_path / "r" / "templates.png") in written.files
+
+
+def test_drawing_leaves_the_garbage_collector_as_it_found_it(
+    tmp_path: Path, data_folder: Path
+) -> None:
+    spec = parse_spec(spec_text("gc", data_folder, lr="{ values = [0.1] }"))
+    view = StudyView(
+        spec=spec,
+        trials=[TrialView(0, "complete", 0.1, 0.0, 16, 0.9)],
+        image_shape=(6, 5),
+        class_names=("a", "b", "c"),
+    )
+    assert gc.isenabled()
+    reports.write_report(view, tmp_path / "on")
+    assert gc.isenabled()  # (paused while drawing only)
+    with pytest.raises(RuntimeError, match="no finished trial"):
+        reports.write_report(dataclasses.replace(view, trials=[]), tmp_path / "none")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        reports.write_report(view, tmp_path / "off")
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()
+    assert (tmp_path / "off" / "heatmap.png").is_file()
+
+
+def test_confusion_matrix_names_the_classes_on_both_axes(data_folder: Path) -> None:
+    spec = parse_spec(spec_text("conf", data_folder, lr="{ values = [0.1] }"))
+    view = StudyView(spec=spec, trials=[], image_shape=(6, 5), class_names=("ant", "bee", "cat"))
+    counts = np.array([[5, 1, 0], [2, 7, 0], [0, 0, 9]])
+    fig = confusion_figure(view, TestView(0, 21 / 24, counts, [], []))
+    ax = next(a for a in fig.axes if a.get_xlabel() == "predicted class")
+    for ticks, labels in ((ax.get_xticks(), ax.get_xticklabels()),
+                          (ax.get_yticks(), ax.get_yticklabels())):  # fmt: skip
+        assert list(ticks) == [0.5, 1.5, 2.5]  # each name at its cell's centre
+        assert [t.get_text() for t in labels] == ["ant", "bee", "cat"]
+    assert sorted(int(t.get_text()) for t in ax.texts) == sorted(counts.ravel().tolist())
 
 
 def test_states_without_completed_trials_are_marked_not_blank(data_folder: Path) -> None:
