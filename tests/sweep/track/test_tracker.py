@@ -3,6 +3,7 @@ written once each, whoever writes them."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -39,6 +40,27 @@ def test_trial_runs_are_created_in_the_background_with_their_params(tmp_path: Pa
     with pytest.raises(RuntimeError, match="has no experiment named 'no-such-study'"):
         missing.wait_ready()
     missing.abandon()
+
+
+def test_the_experiment_id_does_not_wait_behind_the_threads_writes(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "busy")
+    tracker.start_study("busy", {}, "")
+    assert tracker.run_id(tracker.start_trial("busy", 0)) is not None
+    release, saved = threading.Event(), threading.Event()
+
+    def save(path: Path) -> None:  # the best model's files: held until the test lets go
+        release.wait(30)
+        saved.set()
+
+    tracker.log_best_model("busy", 0, save)  # the thread is busy with it from now on
+    try:
+        experiment = tracker.experiment_id()  # (asked in the thread, it would wait 30 s)
+        assert not saved.is_set()
+    finally:
+        release.set()
+    assert experiment == MlflowClient(tracking_uri=uri).get_experiment_by_name("busy").experiment_id
+    tracker.close()
 
 
 def epochs(n: int, start: float = 0.5) -> History:
