@@ -253,12 +253,14 @@ class Runner:
                 self._shown = (done, best, note, epochs + len(per_model))
                 self.on_progress(*self._shown)
             stop = []
-            judged = judging is None or epoch in judging  # (the pruner can stop a trial now)
+            # Told and asked only where the pruner can stop a trial (Hyperband's rungs): it
+            # reads no other epoch's value, and the full curves are in the trial's history.
+            judged = judging is None or epoch in judging
             for k, metrics in per_model.items():
-                if spec.pruner != "none":
+                if spec.pruner != "none" and judged:
                     try:
                         group[k].report(metrics["val_accuracy"], epoch)
-                        if judged and group[k].should_prune():
+                        if group[k].should_prune():
                             pruned.add(k)
                             stop.append(k)
                     except StorageInternalError:  # the storage is away: no pruning this epoch

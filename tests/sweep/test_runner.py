@@ -264,6 +264,16 @@ def test_a_round_trains_in_one_pass_unless_the_median_pruner_needs_a_group_per_b
     frame = sweep.load_runs(name, home=home)
     assert sorted(frame["batch_size"]) == [16, 16, 32, 32]
     assert set(frame["group_size"]) == {group_size}
+    # Optuna is told a trial's validation accuracy where its pruner reads it: Hyperband at its
+    # rungs (epoch 1 of 2), the median pruner every epoch. Every epoch is in the history.
+    trials = load(home, name).trials
+    assert {step for t in trials for step in t.intermediate_values} == (
+        {1} if pruner == "hyperband" else {1, 2}
+    )
+    history = sweep.load_history(name, home=home)
+    for t in trials:
+        trained = 2 if t.state == TrialState.COMPLETE else 1
+        assert list(history[history["trial"] == t.number]["epoch"]) == list(range(1, trained + 1))
 
 
 def test_a_finished_study_runs_again_without_reading_its_data(home: Path, tmp_path: Path) -> None:
