@@ -3,7 +3,7 @@
 In one run, on the main job's data (Fashion-MNIST as `studies/fashion_mnist.toml` prepares it:
 standardized, 55,000 training images):
 - the reference: `engine.train_many`, 16 models side by side, batch 256, cosine schedule, best
-  of 3;
+  of 6 (3 before the main job, 3 right after it);
 - the main job (`sweep run studies/fashion_mnist.toml --verbose`) in a new home: its model-epochs
   (one per epoch any trial trained, from `sweep.load_history`), its training time, its wall
   time and its closing (from the last tell to the end: tracking caught up, test, report);
@@ -14,7 +14,10 @@ standardized, 55,000 training images):
 - `train_many` against the machine's bound for its work (bench/side_by_side.py: the wide GEMMs
   and one pass over the data);
 - 16 models with batch sizes 64, 128, 256 and 512 (four each): one `train_many` call (one pass
-  in chunks of 64) against four calls, one per batch size (what a sweep with a pruner does).
+  in chunks of 64) against four calls, one per batch size (what a sweep with the median pruner
+  does); the same mix at 4 models (one of each size): whether a wider group trains a model-epoch
+  faster (what keeping a sweep's groups full of trials would buy); and the main job's own rate
+  against the 16-model pass of its batch sizes.
 Each ratio is measured within this one run; the machine (CPU, BLAS, its settings) is recorded
 with the results in bench/results/main_job.json.
 """
@@ -68,6 +71,15 @@ def mixed(data: engine.Dataset, epochs: int) -> tuple[float, float]:
     return one_pass, time.perf_counter() - start
 
 
+def narrow(data: engine.Dataset, epochs: int) -> float:
+    """Seconds for 4 models, one of each batch size 64..512, in one pass (chunks of 64)."""
+    configs = [(10 ** (-3 + 2 * i / 3), 1e-4) for i in range(4)]
+    start = time.perf_counter()
+    engine.train_many(data, configs, batch_size=[64, 128, 256, 512], epochs=epochs, seed=0,
+                      schedule=engine.Schedule("cosine"))  # fmt: skip
+    return time.perf_counter() - start
+
+
 def sweep_run(home: Path) -> tuple[float, str]:
     command = [sys.executable, "-m", "sweep", "run", str(STUDY), "--home", str(home), "--verbose"]
     start = time.perf_counter()
@@ -98,12 +110,19 @@ def main() -> None:
     ref_64_s = reference(data, args.epochs, batch_size=64)
     bound_s = bound(data, K, 256, args.epochs) / (K * args.epochs)
     one_pass_s, by_size_s = mixed(data, args.epochs)
+    narrow_s = narrow(data, args.epochs)
+    mixed_s = one_pass_s / (K * args.epochs)  # per model-epoch, 16 models of the main job's mix
+    narrow_s /= 4 * args.epochs
 
     home = Path(tempfile.mkdtemp(prefix="softsweep-main-job-"))
     wall_s, out = sweep_run(home)
     train_s = float(re.search(r"training ([\d.]+) s\)", out).group(1))
     closing_s = float(re.search(r"closing\s+([\d.]+) s", out).group(1))
     model_epochs = len(sweep.load_history(spec.name, home=home))
+    # The VM's speed drifts by tens of percent within minutes: the reference is timed again
+    # right after the main job, and the best of both windows kept (its fastest state: a ratio
+    # that does not flatter the main job).
+    ref_s = min(ref_s, reference(data, args.epochs))
     # Best of 3 for the re-run, as for the imports it is compared with (this VM's noise is
     # larger than the difference between two single runs).
     again = [sweep_run(home) for _ in range(3)]
@@ -137,6 +156,10 @@ def main() -> None:
          f"{ref_s / bound_s:.2f}x", "<= 1.3x"],
         ["batch sizes 64..512, 16 models", f"one pass {one_pass_s:.1f} s, one call per size "
          f"{by_size_s:.1f} s", f"{by_size_s / one_pass_s:.2f}x faster in one pass", ""],
+        ["batch sizes 64..512, 4 vs 16 models", f"{narrow_s * 1e3:.1f} vs {mixed_s * 1e3:.1f} "
+         "ms/model-epoch", f"{narrow_s / mixed_s:.2f}x faster at 16", ""],
+        ["main job vs 16 models of its batch sizes", f"{per_epoch_main * 1e3:.1f} vs "
+         f"{mixed_s * 1e3:.1f} ms/model-epoch", f"{mixed_s / per_epoch_main:.2f}x the rate", ""],
     ]  # fmt: skip
     print(table(["what", "measured", "ratio", "goal"], rows))
     path = save(
@@ -155,6 +178,7 @@ def main() -> None:
             "again": {"wall_s": again_s, "bare_imports_s": imports_s, "summary": again_out},
             "one_model_s_per_epoch": one,
             "mixed_batch_sizes_s": {"one_pass": one_pass_s, "one_call_per_size": by_size_s},
+            "mixed_ms_per_model_epoch": {"16 models": mixed_s * 1e3, "4 models": narrow_s * 1e3},
             "ratios": {
                 "training_rate": ref_s / per_epoch_main,
                 "wall": wall_s / (model_epochs * ref_s),
@@ -162,6 +186,8 @@ def main() -> None:
                 "one_model_vs_careful": one["careful loop"] / one["engine.train"],
                 "train_many_vs_bound": ref_s / bound_s,
                 "one_pass_vs_per_size": by_size_s / one_pass_s,
+                "mixed_16_vs_4_models": narrow_s / mixed_s,
+                "main_job_vs_its_mix": mixed_s / per_epoch_main,
             },
             "threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
         },
