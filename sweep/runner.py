@@ -4,7 +4,8 @@ One round: take back dead processes' trials, ask up to `side_by_side` trials (ea
 registered in one step no signal splits), train them side by side (in one `train_many`
 call, where batch sizes that are multiples of the smallest share one pass; with the median
 pruner, which counts only finished trials, a group per batch size, each judged against the
-groups before it; every epoch's validation accuracy goes to the pruner), and tell each trial
+groups before it; each epoch's validation accuracy goes to the pruner where it can stop a
+trial: every epoch for the median pruner, Hyperband's rungs for Hyperband), and tell each trial
 its outcome (`trial.Outcome`). `n_trials` is the target total: running again resumes and
 never re-runs a finished trial. An exception while training is the outcome (error) of the
 group's trials, not the sweep's end. On an interrupt (`signals.Interrupted`) or any other
