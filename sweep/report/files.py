@@ -164,7 +164,7 @@ def _write_report(view: StudyView, folder: Path, drawn_for: str) -> Report:
 
     def save(key: str, fig: Figure) -> None:
         path = folder / FILES[key]
-        _save(fig, path)  # (and dropped: ten figures kept alive make Python's full GC run)
+        _save(fig, path)  # as it is drawn: nothing holds ten figures at once
         written.append(path)
 
     cells = heatmap_cells(view)
