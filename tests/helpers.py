@@ -135,11 +135,26 @@ def wait_for_pause(process: subprocess.Popen[str], step: str) -> list[str]:
 def stored_trials(storage: str, study: str, *states: object) -> list:
     """The trials (in `states`, or all) of `study` in an Optuna storage, or [] before the sweep
     made the storage or the study. Reads only: `optuna.load_study` creates Optuna's tables when
-    they are missing, which would race the sweep that is making them."""
+    they are missing, and even with `skip_table_creation` an `RDBStorage` stamps the schema's
+    version (it creates `alembic_version`), either of which would race the sweep that is making
+    them (UniqueViolation on pg_type, in whichever is second). So a storage is opened only once
+    the study's row exists, which the sweep writes after the whole schema."""
     import optuna
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
 
     if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).exists():
         return []  # connecting would create the file
+    engine = sqlalchemy.create_engine(storage, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            query = sqlalchemy.text("SELECT 1 FROM studies WHERE study_name = :name")
+            if connection.execute(query, {"name": study}).first() is None:
+                return []
+    except sqlalchemy.exc.SQLAlchemyError:  # no tables yet (or the database is away)
+        return []
+    finally:
+        engine.dispose()
     try:
         reader = optuna.storages.RDBStorage(storage, skip_table_creation=True)
         found = optuna.load_study(study_name=study, storage=reader)

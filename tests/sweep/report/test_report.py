@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 
 from sweep.cli import main
 from sweep.report import files as reports
+from sweep.report import view as views  # (views.TestView: pytest collects Test* names)
 from sweep.report.figures import (
     confusion_figure,
     heatmap_figure,
@@ -27,7 +28,6 @@ from sweep.report.figures import (
 )
 from sweep.report.view import (
     StudyView,
-    TestView,
     TrialView,
     cell_axes,
     describe_edges,
@@ -426,7 +426,7 @@ def test_confusion_matrix_names_the_classes_on_both_axes(data_folder: Path) -> N
     spec = parse_spec(spec_text("conf", data_folder, lr="{ values = [0.1] }"))
     view = StudyView(spec=spec, trials=[], image_shape=(6, 5), class_names=("ant", "bee", "cat"))
     counts = np.array([[5, 1, 0], [2, 7, 0], [0, 0, 9]])
-    fig = confusion_figure(view, TestView(0, 21 / 24, counts, [], []))
+    fig = confusion_figure(view, views.TestView(0, 21 / 24, counts, [], []))
     ax = next(a for a in fig.axes if a.get_xlabel() == "predicted class")
     for ticks, labels in ((ax.get_xticks(), ax.get_xticklabels()),
                           (ax.get_yticks(), ax.get_yticklabels())):  # fmt: skip
