@@ -167,7 +167,8 @@ class Group:
         self.batch_ends = (ends % sizes == 0) | (ends == self.n_train)
         K, C = sizes.shape[0], self.C
         self.G_sum = np.zeros((self.D + 1, C * K), dtype=self.dtype)
-        self.ends = np.empty(C * K, dtype=self.dtype)  # 1 in the columns whose batch ends
+        # 0/1 per column, scratch for `_step_mixed`: the columns whose batch ends, then the rest
+        self.ends = np.empty(C * K, dtype=self.dtype)
         self.pending = False  # whether G_sum holds part of a batch
 
     def _grow_chunk(self) -> bool:
