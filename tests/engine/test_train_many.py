@@ -212,3 +212,69 @@ def test_sizes_that_do_not_divide_train_in_passes_of_their_own(tiny64: engine.Da
     assert [r.batch_size for r in many] == sizes
     with pytest.raises(ValueError, match=r"batch_size must be one integer or one per config \(4\)"):
         engine.train_many(tiny64, GRID[:4], batch_size=[16, 32], epochs=1, seed=0)
+
+
+@pytest.mark.parametrize("kind", ["constant", "cosine"])
+def test_models_taken_in_as_others_end_equal_each_model_alone_at_its_order_offset(
+    tiny64: engine.Dataset, kind: str
+) -> None:
+    """Two models start; one is stopped after pass 1 and a batch-16 model (smaller than the
+    group's chunks of 32) comes in; after pass 2 a batch-64 model comes in. Each one, the first
+    two included, is the model trained alone with the batch orders it saw."""
+    schedule = engine.Schedule(kind)
+    common = dict(epochs=3, seed=7, dtype=np.float64, schedule=schedule)
+    arrivals = {1: [(0.3, 1e-3, 16)], 2: [(1.0, 0.0, 64)]}
+    done: list[tuple[int, int, str]] = []  # (pass it was heard of, model, status)
+    passes = [0]
+
+    def on_epoch(epoch, per_model):
+        passes[0] = epoch
+        return [1] if epoch == 1 else []
+
+    many = engine.train_many(
+        tiny64, [(0.05, 1e-4), (0.1, 0.0)], batch_size=[32, 64], on_epoch=on_epoch,
+        admit=lambda p: arrivals.get(p, []),
+        on_done=lambda k, r: done.append((passes[0], k, r.status)), **common,
+    )  # fmt: skip
+    assert [r.status for r in many] == ["completed", "stopped", "completed", "completed"]
+    assert [r.end_epoch for r in many] == [3, 1, 3, 3]
+    assert done == [(1, 1, "stopped"), (3, 0, "completed"), (4, 2, "completed"),
+                    (5, 3, "completed")]  # fmt: skip
+    offsets = [0, 0, 1, 2]
+    for result, offset in zip(many, offsets, strict=True):
+        single = engine.train(
+            tiny64, learning_rate=result.learning_rate, reg=result.reg,
+            batch_size=result.batch_size, order_offset=offset,
+            on_epoch=lambda e, m, end=result.end_epoch: e == end, **common,
+        )  # fmt: skip
+        np.testing.assert_allclose(result.weights, single.weights, rtol=0, atol=1e-10)
+        for a, b in zip(result.history, single.history, strict=True):
+            assert a["val_accuracy"] == b["val_accuracy"]
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-10)
+    # A model taken in saw other batches than one trained from the start: another model.
+    first = engine.train(tiny64, learning_rate=0.3, reg=1e-3, batch_size=16, **common)
+    assert np.abs(first.weights - many[2].weights).max() > 1e-6
+
+
+def test_a_group_emptied_by_divergence_takes_models_in_and_goes_on(tiny64) -> None:
+    many = engine.train_many(
+        tiny64, [(1e30, 1e30)], batch_size=16, epochs=2, seed=1, dtype=np.float64,
+        admit=lambda p: [(0.05, 0.0, 16)] if p == 1 else [], schedule=engine.Schedule(),
+    )  # fmt: skip
+    assert [(r.status, r.end_epoch) for r in many] == [("diverged", 1), ("completed", 2)]
+    assert many[0].reason.startswith("diverged at epoch 1")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (dict(admit=lambda p: [(0.1, 0.0)]), TypeError, "triples"),
+        (dict(admit=lambda p: [(-0.1, 0.0, 16)]), ValueError, "learning_rate.*from admit"),
+        (dict(admit=lambda p: [(0.1, 0.0, 16)], loss="naive"), ValueError, "one vectorized"),
+        (dict(order_offset=-1), ValueError, "order_offset must be >= 0"),
+        (dict(order_offset=1.5), TypeError, "order_offset must be an integer"),
+    ],
+)
+def test_bad_admissions_and_offsets(tiny: engine.Dataset, kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        engine.train_many(tiny, [(0.1, 0.0)], batch_size=16, epochs=2, seed=0, **kwargs)
