@@ -39,26 +39,12 @@ from .data.dataset import Dataset
 from .losses import add_bias, softmax_loss_naive
 from .schedule import Factors, Schedule
 
-__all__ = [
-    "VAL_CHUNK",
-    "Admit",
-    "Batches",
-    "Group",
-    "Metrics",
-    "OnDone",
-    "OnEpochMany",
-    "Status",
-    "TrainResult",
-]
+__all__ = ["VAL_CHUNK", "Batches", "Group", "Metrics", "OnEpochMany", "Status", "TrainResult"]
 
 Status = Literal["completed", "diverged", "stopped"]
 Metrics = dict[str, float]
 # Return the indices (into configs) of the models to stop.
 OnEpochMany = Callable[[int, Mapping[int, Metrics]], Iterable[int] | None]
-# After a pass: the models to take in, as (learning_rate, reg, batch_size); see `Group`.
-Admit = Callable[[int], Iterable[tuple[float, float, int]]]
-# A model's result, as it ends (its index, in the order the models came in).
-OnDone = Callable[[int, "TrainResult"], None]
 
 VAL_CHUNK = 2048  # rows of the validation set scored at once
 
@@ -111,15 +97,7 @@ class Batches:
 
 
 class Group:
-    """K models trained side by side; compacts itself as models diverge or are stopped.
-
-    Every pass over the training set is one epoch of every model in it. With `admit`, the group
-    takes models in after each pass (`admit(passes_done)`), so it stays wide as models leave:
-    a model taken in after pass p starts from the shared initial weights and sees the batch
-    orders of passes p + 1, p + 2, ... as its epochs 1, 2, ...; alone, that is a group of one
-    with `order_offset=p` (the first p orders drawn and skipped). Each model ends after its
-    own `epochs`; `on_done(k, result)` hears of it after the pass where it ended.
-    """
+    """K models trained side by side; compacts itself as models diverge or are stopped."""
 
     def __init__(
         self,
@@ -131,32 +109,22 @@ class Group:
         seed: int,
         dtype: np.dtype,
         on_epoch: OnEpochMany | None,
-        *,
-        order_offset: int = 0,
-        admit: Admit | None = None,
-        on_done: OnDone | None = None,
     ) -> None:
-        self.data, self.dtype = data, dtype
-        self.configs, self.schedules = list(configs), list(schedules)
-        self.batch_sizes = list(batch_sizes)
-        self.epochs, self.seed, self.order_offset = epochs, seed, order_offset
-        self.on_epoch, self.admit, self.on_done = on_epoch, admit, on_done
-        self.joined = [0] * len(configs)  # passes done when each model came in
-        self.width = [len(configs)] * len(configs)  # models side by side in its first pass
+        self.data, self.configs, self.schedules, self.dtype = data, configs, schedules, dtype
+        self.batch_sizes, self.epochs, self.seed = batch_sizes, epochs, seed
+        self.on_epoch = on_epoch
         # Mixed batch sizes (each a multiple of the smallest) step through shared chunks of the
         # smallest size; a model updates at its own batch boundaries (`_step_mixed`). Chunks
         # grow at an epoch's start once the smallest batches are gone (`_grow_chunk`).
         self.chunk = min(batch_sizes)
-        # (models taken in run on their own clocks: the mixed step keeps one per model)
-        self.mixed = len(set(batch_sizes)) > 1 or admit is not None
+        self.mixed = len(set(batch_sizes)) > 1
         self.n_train = data.X_train.shape[0]
         self.updates_per_epoch = -(-self.n_train // self.chunk)
         self.t = 0  # updates done: the schedules' clock (one batch size)
         self.D, self.C = data.n_features, data.n_classes
         self.X_val = data.X_val.astype(dtype, copy=False)  # once, not every epoch
         self.histories: list[list[Metrics]] = [[] for _ in configs]
-        self.results: dict[int, TrainResult] = {}
-        self.ended: list[int] = []  # ended in this pass: for `on_done`
+        self.outcomes: dict[int, tuple[Status, np.ndarray | None, int, str]] = {}
         self.timings = {"data": 0.0, "forward": 0.0, "backward": 0.0, "eval": 0.0}
 
     # -- state that depends on which models are still active --------------------------------
@@ -175,7 +143,6 @@ class Group:
             self._chunk_tables(sizes)
         self.factors = Factors([self.schedules[k] for k in active], updates, self.epochs)
         self.lrs, self.regs = lrs, regs
-        self.joined_active = np.array([self.joined[k] for k in active], dtype=np.int64)
         self.lr_cols = np.tile(lrs, C)  # float64; scaled by 1/n into `step` per batch
         with np.errstate(over="ignore"):  # a decay beyond float32 is divergence, caught later
             self.decay = np.tile(1.0 - 2.0 * lrs * regs, C).astype(self.dtype)  # (C*K,)
@@ -205,12 +172,11 @@ class Group:
         self.pending = False  # whether G_sum holds part of a batch
 
     def _grow_chunk(self) -> bool:
-        """At an epoch's start: the largest chunks that divide every active model's batch size.
-        Once the models with the smallest batches are gone (stopped by a pruner, or diverged),
-        the rest step through larger chunks than the group's first (a quarter of the calls
-        when batch 64 leaves 256s behind); a model taken in with a smaller batch makes them
-        smaller again. The batches are the same rows (one permutation per epoch); every batch
-        ends with the epoch, so no partial gradient is pending. Whether anything changed."""
+        """At an epoch's start: once the models with the smallest batches are gone (stopped by
+        a pruner, or diverged), the rest step through the largest chunks that divide all their
+        batch sizes, not the group's first (a quarter of the calls when batch 64 leaves 256s
+        behind). The batches are the same rows (one permutation per epoch); every batch ends
+        with the epoch, so no partial gradient is pending. Whether anything changed."""
         chunk = math.gcd(*(self.batch_sizes[k] for k in self.active))
         if chunk == self.chunk:
             return False
@@ -224,35 +190,12 @@ class Group:
         K = len(self.active)
         return self.W.reshape(self.D + 1, self.C, K)[:, :, pos].copy()
 
-    def _epoch_of(self, k: int, passes: int) -> int:
-        """Model k's own epoch in pass `passes` (1-based)."""
-        return passes - self.joined[k]
-
-    def _retire(
-        self, positions: list[int], status: Status, passes: int, reasons: list[str]
-    ) -> None:
-        """Record the outcome of the models at `positions` in pass `passes` and compact them out
-        of the stack. A reason may name `{epoch}`: each model's own."""
+    def _retire(self, positions: list[int], status: Status, epoch: int, reasons: list[str]) -> None:
+        """Record the outcome of the models at `positions` and compact them out of the stack."""
         for pos, reason in zip(positions, reasons, strict=True):
             k = self.active[pos]
-            epoch = self._epoch_of(k, passes)
             weights = None if status == "diverged" else self._weights(pos)
-            lr, reg = self.configs[k]
-            self.timings["total"] = time.perf_counter() - self.started
-            self.results[k] = TrainResult(
-                learning_rate=lr,
-                reg=reg,
-                batch_size=self.batch_sizes[k],
-                epochs=self.epochs,
-                status=status,
-                weights=weights,
-                history=tuple(self.histories[k]),
-                end_epoch=epoch,
-                reason=reason.format(epoch=epoch),
-                timings=dict(self.timings),
-                group_size=self.width[k],
-            )
-            self.ended.append(k)
+            self.outcomes[k] = (status, weights, epoch, reason)
         dropped = set(positions)
         keep = [p for p in range(len(self.active)) if p not in dropped]
         K, D1, C = len(self.active), self.D + 1, self.C
@@ -341,8 +284,7 @@ class Group:
         t0 = time.perf_counter()
         data_loss, hits = self._forward(xb, yb)
         t1 = time.perf_counter()
-        # (K,) each model's update: its own epochs done, in its own batches
-        t = (epoch - 1 - self.joined_active) * self.factors.U + self.batch_index[j]
+        t = (epoch - 1) * self.factors.U + self.batch_index[j]  # (K,) each model's update
         lr_now = self.lrs * self.factors.at(t)
         self.step.reshape(C, K)[:] = lr_now / self.batch_rows[j]
         S *= self.step
@@ -407,43 +349,20 @@ class Group:
         return hits / X.shape[0]
 
     # -- the epochs ----------------------------------------------------------------------------
-    def _take_in(self, new: list[tuple[float, float, int]], passes: int, W0: np.ndarray) -> None:
-        """Models that start after pass `passes`: the initial weights, their own clocks."""
-        K, D1, C = len(self.active), self.D + 1, self.C
-        first = len(self.configs)
-        for lr, reg, batch_size in new:
-            self.configs.append((lr, reg))
-            self.schedules.append(self.schedules[0])
-            self.batch_sizes.append(batch_size)
-            self.joined.append(passes)
-            self.width.append(K + len(new))
-            self.histories.append([])
-        added = np.repeat(W0.reshape(D1, C, 1), len(new), axis=2)
-        W = np.concatenate([self.W.reshape(D1, C, K), added], axis=2).reshape(D1, -1)
-        self._set_active(self.active + list(range(first, len(self.configs))), W)
-
-    def _ended(self) -> None:
-        if self.on_done is not None:
-            for k in self.ended:
-                self.on_done(k, self.results[k])
-        self.ended = []
-
     def run(self, naive: bool = False) -> list[TrainResult]:
         rng = np.random.default_rng(self.seed)
         D, C, K = self.D, self.C, len(self.configs)
         W0 = (0.001 * rng.standard_normal((D + 1, C))).astype(self.dtype)
-        y_train = self.data.y_train
-        n_train = y_train.shape[0]
-        for _ in range(self.order_offset):  # the batch orders of passes this model never saw
-            rng.permutation(n_train)
         self._set_active(list(range(K)), np.repeat(W0, K, axis=1))
         batches = Batches(self.data, self.chunk, self.dtype)
+        y_train = self.data.y_train
+        n_train = y_train.shape[0]
         step = self._step_naive if naive else self._step_vectorized
-        self.started = time.perf_counter()
-        epoch = 0  # passes: every model's epoch, counted from when it came in
+        started = time.perf_counter()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            while self.active:
-                epoch += 1
+            for epoch in range(1, self.epochs + 1):
+                if not self.active:
+                    break
                 if self.mixed and self._grow_chunk():
                     batches = Batches(self.data, self.chunk, self.dtype)
                 epoch_start, n_start = time.perf_counter(), len(self.active)
@@ -464,61 +383,69 @@ class Group:
                     hit_sum += hits
                     bad = np.flatnonzero(~np.isfinite(losses))
                     if bad.size:
-                        reasons = [f"diverged at epoch {{epoch}}: loss={losses[p]}" for p in bad]
+                        reasons = [f"diverged at epoch {epoch}: loss={losses[p]}" for p in bad]
                         self._retire(list(bad), "diverged", epoch, reasons)
                         alive = np.setdiff1d(np.arange(loss_sum.size), bad)
                         loss_sum, hit_sum = loss_sum[alive], hit_sum[alive]
                         if not self.active:
                             break
+                if not self.active:
+                    break
                 # The last update of an epoch can overflow after its loss was computed: a model
                 # with non-finite weights diverged here, before any metric or weight is kept.
-                bad = self._non_finite() if self.active else np.array([], dtype=np.int64)
+                bad = self._non_finite()
                 if bad.size:
-                    reason = (
-                        "diverged at epoch {epoch}: non-finite weights after the epoch's last "
+                    reasons = [
+                        f"diverged at epoch {epoch}: non-finite weights after the epoch's last "
                         "update"
-                    )
-                    self._retire(list(bad), "diverged", epoch, [reason] * bad.size)
+                        for _ in bad
+                    ]
+                    self._retire(list(bad), "diverged", epoch, reasons)
                     alive = np.setdiff1d(np.arange(loss_sum.size), bad)
                     loss_sum, hit_sum = loss_sum[alive], hit_sum[alive]
-                if self.active:
-                    self._epoch_end(epoch, epoch_start, n_start, loss_sum, hit_sum)
-                self._ended()
-                new = list(self.admit(epoch)) if self.admit is not None else []
-                if new:
-                    self._take_in(new, epoch, W0)
-        return [self.results[k] for k in range(len(self.configs))]
-
-    def _epoch_end(
-        self,
-        epoch: int,
-        epoch_start: float,
-        n_start: int,
-        loss_sum: np.ndarray,
-        hit_sum: np.ndarray,
-    ) -> None:
-        """Pass `epoch`'s metrics, `on_epoch`'s stops, and the models whose last epoch it was."""
-        n_train = self.n_train
-        t0 = time.perf_counter()
-        val_acc = self._val_accuracy()
-        reg_loss = self._reg_loss()
-        self.timings["eval"] += time.perf_counter() - t0
-        share = (time.perf_counter() - epoch_start) / n_start
-        metrics = {}
-        for pos, k in enumerate(self.active):
-            metrics[k] = {
-                "train_loss": float(loss_sum[pos] / n_train + reg_loss[pos]),
-                "train_accuracy": float(hit_sum[pos] / n_train),
-                "val_accuracy": float(val_acc[pos]),
-                "epoch_time_s": share,
-                "l2_term": float(reg_loss[pos]),  # train_loss's L2 part, at the end
-            }
-            self.histories[k].append(metrics[k])
-        if self.on_epoch is not None:
-            asked = set(self.on_epoch(epoch, metrics) or ())
-            stop = [p for p, k in enumerate(self.active) if k in asked]
-            if stop:
-                self._retire(stop, "stopped", epoch, ["stopped at epoch {epoch}"] * len(stop))
-        done = [p for p, k in enumerate(self.active) if self._epoch_of(k, epoch) >= self.epochs]
-        if done:
-            self._retire(done, "completed", epoch, [""] * len(done))
+                    if not self.active:
+                        break
+                t0 = time.perf_counter()
+                val_acc = self._val_accuracy()
+                reg_loss = self._reg_loss()
+                self.timings["eval"] += time.perf_counter() - t0
+                share = (time.perf_counter() - epoch_start) / n_start
+                metrics = {}
+                for pos, k in enumerate(self.active):
+                    metrics[k] = {
+                        "train_loss": float(loss_sum[pos] / n_train + reg_loss[pos]),
+                        "train_accuracy": float(hit_sum[pos] / n_train),
+                        "val_accuracy": float(val_acc[pos]),
+                        "epoch_time_s": share,
+                        "l2_term": float(reg_loss[pos]),  # train_loss's L2 part, at the end
+                    }
+                    self.histories[k].append(metrics[k])
+                if self.on_epoch is not None:
+                    asked = set(self.on_epoch(epoch, metrics) or ())
+                    stop = [p for p, k in enumerate(self.active) if k in asked]
+                    if stop:
+                        reasons = [f"stopped at epoch {epoch}"] * len(stop)
+                        self._retire(stop, "stopped", epoch, reasons)
+            if self.active:
+                everyone = list(range(len(self.active)))
+                self._retire(everyone, "completed", self.epochs, [""] * len(everyone))
+        self.timings["total"] = time.perf_counter() - started
+        results = []
+        for k, (lr, reg) in enumerate(self.configs):
+            status, weights, end_epoch, reason = self.outcomes[k]
+            results.append(
+                TrainResult(
+                    learning_rate=lr,
+                    reg=reg,
+                    batch_size=self.batch_sizes[k],
+                    epochs=self.epochs,
+                    status=status,
+                    weights=weights,
+                    history=tuple(self.histories[k]),
+                    end_epoch=end_epoch,
+                    reason=reason,
+                    timings=dict(self.timings),
+                    group_size=K,
+                )
+            )
+        return results

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from .data.dataset import Dataset
-from .group import VAL_CHUNK, Admit, Group, Metrics, OnDone, OnEpochMany, TrainResult
+from .group import VAL_CHUNK, Group, Metrics, OnEpochMany, TrainResult
 from .schedule import Schedule
 
 __all__ = [
@@ -127,7 +127,6 @@ def train(
     dtype: np.dtype | type = np.float32,
     on_epoch: OnEpoch | None = None,
     schedule: Schedule = CONSTANT,
-    order_offset: int = 0,
 ) -> TrainResult:
     """Train one softmax model with mini-batch SGD.
 
@@ -139,9 +138,7 @@ def train(
     on its last update), ends training with status `diverged` and the epoch where it happened;
     it never raises and never returns NaN weights. The same seed gives the
     same result, bit for bit. `schedule` sets how the learning rate changes per update
-    (`engine.schedule`). `order_offset=p` skips the seed's first p batch orders: the model
-    `train_many(admit=...)` took in after its group's pass p. `loss="naive"` trains with the
-    loop implementation (slow on purpose).
+    (`engine.schedule`). `loss="naive"` trains with the loop implementation (slow on purpose).
     """
     if loss not in ("naive", "vectorized"):
         raise ValueError(f"loss must be 'naive' or 'vectorized', got {loss!r}.")
@@ -155,10 +152,7 @@ def train(
     batch_size, epochs, dt = _check_common(data, batch_size, epochs, dtype)
     lr, rg = _check_config(learning_rate, reg)
     schedules = _check_schedules(schedule, 1)
-    offset = _check_offset(order_offset)
-    group = Group(
-        data, [(lr, rg)], schedules, [batch_size], epochs, seed, dt, callback, order_offset=offset
-    )
+    group = Group(data, [(lr, rg)], schedules, [batch_size], epochs, seed, dt, callback)
     return group.run(naive=loss == "naive")[0]
 
 
@@ -174,9 +168,6 @@ def train_many(
     on_epoch: OnEpochMany | None = None,
     max_group: int = MAX_GROUP,
     schedule: Schedule | Sequence[Schedule] = CONSTANT,
-    order_offset: int = 0,
-    admit: Admit | None = None,
-    on_done: OnDone | None = None,
 ) -> list[TrainResult]:
     """Train len(configs) models, given as (learning_rate, reg) pairs, side by side.
 
@@ -189,17 +180,7 @@ def train_many(
     multiples of the smallest among them train in one pass, stepping through chunks of the
     smallest size and each updating at its own batch boundaries (each model's SGD is still the
     one it would do alone, up to summation order); sizes that do not divide train in passes of
-    their own. Groups larger than `max_group` run in consecutive chunks. `order_offset` is
-    `train`'s, for every model.
-
-    `admit(passes_done)`, called after every pass over the training set, keeps one group going
-    as its models end: it returns (learning_rate, reg, batch_size) triples of models to take in,
-    which get the next indices (results come back in that order, after the configs) and train
-    from the shared initial weights on the following passes' batch orders. A model taken in
-    after pass p is `train(..., order_offset=p)` up to rounding; `on_epoch`'s epoch then counts
-    passes (that model is at its own epoch `epoch - p`). `on_done(k, result)` hears of each
-    model after the pass it ended in. With `admit`, every model trains in one group: batch sizes
-    step through chunks of their greatest common divisor, and `schedule` must be one schedule.
+    their own. Groups larger than `max_group` run in consecutive chunks.
     `loss="naive"` trains each model alone with the loop implementation (slow on purpose: the
     course's comparison).
     """
@@ -222,18 +203,6 @@ def train_many(
         raise ValueError("configs must hold at least one (learning_rate, reg) pair, got none.")
     max_group = _check_positive_int("max_group", max_group)
     schedules = _check_schedules(schedule, len(checked))
-    offset = _check_offset(order_offset)
-    if admit is not None:
-        if loss == "naive" or not isinstance(schedule, Schedule):
-            raise ValueError(
-                "admit takes models into one vectorized group with one schedule: pass "
-                "loss='vectorized' and a single engine.Schedule, or train without admit."
-            )
-        group = Group(
-            data, checked, schedules, sizes, epochs, seed, dt, on_epoch, order_offset=offset,
-            admit=_checked_admissions(admit, data, epochs, dt), on_done=on_done,
-        )  # fmt: skip
-        return group.run()
     if loss == "naive":  # the loop kernel trains one model at a time
         max_group = 1
     results: list[TrainResult | None] = [None] * len(checked)
@@ -241,11 +210,9 @@ def train_many(
         for start in range(0, len(together), max_group):
             members = together[start : start + max_group]
             callback = _mapped(on_epoch, members) if on_epoch is not None else None
-            done = _mapped_done(on_done, members) if on_done is not None else None
             group = Group(
                 data, [checked[i] for i in members], [schedules[i] for i in members],
-                [sizes[i] for i in members], epochs, seed, dt, callback, order_offset=offset,
-                on_done=done,
+                [sizes[i] for i in members], epochs, seed, dt, callback,
             )  # fmt: skip
             for i, result in zip(members, group.run(naive=loss == "naive"), strict=True):
                 results[i] = result
@@ -276,36 +243,6 @@ def _check_schedules(schedule: Schedule | Sequence[Schedule], n: int) -> list[Sc
             f"got {schedule!r}."
         )
     return schedules
-
-
-def _check_offset(order_offset: object) -> int:
-    if isinstance(order_offset, bool) or not isinstance(order_offset, int | np.integer):
-        raise TypeError(f"order_offset must be an integer, got {order_offset!r}.")
-    if order_offset < 0:
-        raise ValueError(f"order_offset must be >= 0, got {order_offset}.")
-    return int(order_offset)
-
-
-def _checked_admissions(admit: Admit, data: Dataset, epochs: int, dtype: np.dtype) -> Admit:
-    """`admit`, its answers checked as the configs are."""
-
-    def checked(passes: int) -> list[tuple[float, float, int]]:
-        new = []
-        for triple in admit(passes) or ():
-            if not isinstance(triple, tuple | list) or len(triple) != 3:
-                raise TypeError(
-                    f"admit must return (learning_rate, reg, batch_size) triples, got {triple!r}."
-                )
-            lr, reg = _check_config(triple[0], triple[1], where=" from admit")
-            new.append((lr, reg, _check_common(data, triple[2], epochs, dtype)[0]))
-        return new
-
-    return checked
-
-
-def _mapped_done(user: OnDone, members: list[int]) -> OnDone:
-    """`user` sees config indices of the whole call while a group counts from 0."""
-    return lambda k, result: user(members[k], result)
 
 
 def _mapped(user: OnEpochMany, members: list[int]) -> OnEpochMany:
