@@ -291,44 +291,42 @@ def curves_figure(
     faded: list[TrialView],
     curves: Mapping[int, Mapping[str, list[float]]],
 ) -> Figure:
-    """Loss, training and validation accuracy per epoch of the top trials (seaborn, from a
-    long-format frame), each panel framed on them; a fourth panel has the validation accuracy of
-    the top trials and every pruned one (grey), on a scale that holds them all. The training
-    numbers are running averages over the epoch's mini-batches, each taken before its update
-    (the model moves during the epoch); validation is measured after the epoch."""
-    import pandas as pd
+    """Loss, training and validation accuracy per epoch of the top trials, each panel framed on
+    them; a fourth panel has the validation accuracy of the top trials and every pruned one
+    (grey), on a scale that holds them all. The training numbers are running averages over the
+    epoch's mini-batches, each taken before its update (the model moves during the epoch);
+    validation is measured after the epoch. (Plain lines: seaborn's lineplot, with nothing to
+    aggregate, built the same figure in 140 ms instead of 30.)"""
     import seaborn as sns
     from matplotlib.ticker import MaxNLocator
 
-    rows = [
-        (f"#{t.number} {t.describe()} ({t.value:.4f})", epoch, metric, value)
-        for t in top
-        for metric, values in curves.get(t.number, {}).items()
-        for epoch, value in enumerate(values, start=1)
-        if math.isfinite(value)
-    ]
-    frame = pd.DataFrame(rows, columns=["trial", "epoch", "metric", "value"])
-    order = list(dict.fromkeys(frame["trial"]))
+    colours = sns.color_palette("tab10", max(1, len(top)))
     fig = _figure(11.0, 8.2)
     axes = fig.subplots(2, 2).ravel()
     panels = [*CHARTED, "all"]
     for ax, metric in zip(axes, panels, strict=True):
-        shown = frame[frame["metric"] == ("val_accuracy" if metric == "all" else metric)]
+        key = "val_accuracy" if metric == "all" else metric
         if metric == "all":
             for t in faded:
                 ys = curves.get(t.number, {}).get("val_accuracy", [])
                 ax.plot(range(1, len(ys) + 1), ys, color="#9e9e9e", alpha=0.6, lw=1,
                         marker="x", markersize=3)  # fmt: skip
-        if not shown.empty:
-            sns.lineplot(
-                shown, x="epoch", y="value", hue="trial", hue_order=order, palette="tab10",
-                marker="o", markersize=3.5, linewidth=1.6, ax=ax, legend=metric == "val_accuracy",
-                estimator=None,  # one value per point: nothing to average or bootstrap
-            )  # fmt: skip
-            if metric != "all":  # framed on the top trials
-                low, high = shown["value"].min(), shown["value"].max()
-                margin = max(0.005, 0.1 * (high - low))
-                ax.set_ylim(low - margin, high + margin)
+        shown: list[float] = []
+        for t, colour in zip(top, colours, strict=False):
+            points = [
+                (epoch, value)
+                for epoch, value in enumerate(curves.get(t.number, {}).get(key, []), start=1)
+                if math.isfinite(value)
+            ]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, color=colour, marker="o", markersize=3.5, linewidth=1.6,
+                        label=f"#{t.number} {t.describe()} ({t.value:.4f})")  # fmt: skip
+                shown += ys
+        if shown and metric != "all":  # framed on the top trials
+            low, high = min(shown), max(shown)
+            margin = max(0.005, 0.1 * (high - low))
+            ax.set_ylim(low - margin, high + margin)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(CURVE_LABELS["val_accuracy" if metric == "all" else metric])
@@ -342,10 +340,8 @@ def curves_figure(
         else "the same, on a wider scale (no trial was pruned)",
         fontsize=8.5,
     )
-    legend = axes[2].get_legend()
-    if legend is not None:  # below the panels: a legend inside would hide curves
-        handles, labels = axes[2].get_legend_handles_labels()
-        legend.remove()
+    handles, labels = axes[2].get_legend_handles_labels()
+    if handles:  # below the panels: a legend inside would hide curves
         if faded:
             (grey,) = axes[3].plot([], [], color="#9e9e9e", alpha=0.6, marker="x")
             pruned = ", ".join(f"#{t.number}" for t in faded[:12])
