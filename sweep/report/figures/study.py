@@ -319,10 +319,10 @@ def curves_figure(
                 if math.isfinite(value)
             ]
             if points:
-                xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, color=colour, marker="o", markersize=3.5, linewidth=1.6,
+                epochs, values = zip(*points, strict=True)
+                ax.plot(epochs, values, color=colour, marker="o", markersize=3.5, linewidth=1.6,
                         label=f"#{t.number} {t.describe()} ({t.value:.4f})")  # fmt: skip
-                shown += ys
+                shown.extend(values)
         if shown and metric != "all":  # framed on the top trials
             low, high = min(shown), max(shown)
             margin = max(0.005, 0.1 * (high - low))
