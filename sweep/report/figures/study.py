@@ -162,31 +162,43 @@ def heatmap_figure(view: StudyView, cells: list[dict[str, Any]]) -> Figure:
 def templates_figure(view: StudyView, best: TrialView, images: np.ndarray) -> Figure:
     """One image per class: the weights themselves (grey data), on a diverging colour map
     centred at 0 (red: the pixel raises the class's score, blue: lowers it), one symmetric scale
-    for every class; colour data keeps cs231n's min-max RGB picture (`images`)."""
+    for every class; colour data keeps cs231n's min-max RGB picture (`images`). One image for
+    all classes, their names drawn over it: one axes draws several times faster than one per
+    class (0.27 -> 0.09 s on the main job, bench/README.md)."""
     n = images.shape[0]
     columns = template_columns(n)
     rows = math.ceil(n / columns)
-    h, w = images.shape[1:3]
     grey = images.ndim == 3
     raw = template_weights(view.weights[best.number], view.image_shape) if grey else None
     if raw is not None and raw.ndim == 2:  # flat vectors: one row of pixels each
         raw = raw[:, None, :]
+    shown = raw if raw is not None else images
+    h, w = shown.shape[1:3]
+    pad, label = max(1, w // 8), max(2, h // 4)  # between panels; a line of text above each
+    canvas = np.full(
+        (rows * (label + h + pad) - pad, columns * (w + pad) - pad, *shown.shape[3:]),
+        np.nan if grey else 255,
+        dtype=np.float64 if grey else np.uint8,
+    )
     panel = 1.6 * min(1.0, max(0.5, w / h))
     fig = _figure(columns * panel + (0.9 if grey else 0.0), rows * 1.6 * min(1.0, h / w) + 0.7)
-    axes = fig.subplots(rows, columns, squeeze=False).ravel()
-    limit = float(np.abs(raw).max()) if raw is not None and raw.size else 1.0
-    drawn = None
-    for k, ax in enumerate(axes):
-        ax.axis("off")
-        if k < n:
-            if raw is not None:
-                drawn = ax.imshow(raw[k], cmap="RdBu_r", vmin=-limit, vmax=limit)
-            else:
-                ax.imshow(images[k], vmin=0, vmax=255)
-            name = view.class_names[k] if k < len(view.class_names) else str(k)
-            ax.set_title(name, fontsize=9)
-    if drawn is not None:
-        fig.colorbar(drawn, ax=list(axes), shrink=0.8, label="weight (0: white)")
+    ax = fig.subplots()
+    for k in range(n):
+        y0, x0 = (k // columns) * (label + h + pad) + label, (k % columns) * (w + pad)
+        canvas[y0 : y0 + h, x0 : x0 + w] = shown[k]
+        name = view.class_names[k] if k < len(view.class_names) else str(k)
+        ax.text(x0 + w / 2, y0 - 0.5, name, ha="center", va="bottom", fontsize=9,
+                in_layout=False)  # fmt: skip
+    if raw is not None:
+        from matplotlib import colormaps
+
+        limit = float(np.abs(raw).max()) if raw.size else 1.0
+        cmap = colormaps["RdBu_r"].with_extremes(bad="white")  # the gaps between classes
+        drawn = ax.imshow(canvas, cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
+        fig.colorbar(drawn, ax=ax, shrink=0.8, label="weight (0: white)")
+    else:
+        ax.imshow(canvas, vmin=0, vmax=255, aspect="auto")
+    ax.axis("off")
     on = "\n(the weights on standardized pixels)" if view.spec.standardize else ""
     fig.suptitle(
         f"Weight templates, trial #{best.number} ({best.describe()}), val acc {best.value:.4f}{on}",

@@ -157,16 +157,21 @@ def test_templates_one_panel_per_class_titled_with_class_names(
     assert best is not None
     images = template_images(view.weights[best.number], view.image_shape)
     fig = templates_figure(view, best, images)
-    shown = [ax for ax in fig.axes if ax.images]
-    assert [ax.get_title() for ax in shown] == ["0", "1", "2"]  # the tiny data's class names
-    assert all(ax.images[0].get_array().shape == (6, 5) for ax in shown)
-    # The weights themselves on a diverging map centred at 0, one scale for every class
+    (ax,) = [ax for ax in fig.axes if ax.images]  # one image for every class
+    assert [t.get_text() for t in ax.texts] == ["0", "1", "2"]  # the tiny data's class names
+    # The weights themselves on a diverging map centred at 0, one scale for every class; the
+    # panels are the (6, 5) images side by side, blank (NaN: white) between them.
+    image = ax.images[0]
     W = view.weights[best.number][:-1]
     limit = float(np.abs(W).max())
-    for k, ax in enumerate(shown):
-        image = ax.images[0]
-        assert image.get_cmap().name == "RdBu_r" and image.get_clim() == (-limit, limit)
-        np.testing.assert_allclose(image.get_array(), W[:, k].reshape(6, 5))
+    assert image.get_cmap().name == "RdBu_r" and image.get_clim() == (-limit, limit)
+    canvas = np.ma.filled(np.ma.asarray(image.get_array(), dtype=float), np.nan)
+    rows = np.flatnonzero(np.isfinite(canvas).any(axis=1))
+    columns = np.flatnonzero(np.isfinite(canvas).any(axis=0))
+    panels = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
+    assert len(rows) == 6 and [len(p) for p in panels] == [5, 5, 5]
+    for k, panel in enumerate(panels):
+        np.testing.assert_allclose(canvas[rows][:, panel], W[:, k].reshape(6, 5))
 
 
 def test_the_regularization_path_is_the_best_learning_rates_trials_by_reg(
