@@ -115,6 +115,13 @@ def _save(fig: Figure, path: Path) -> None:
     # savefig runs a figure's layout engine in a dry-run draw and again in the real one: laid
     # out once here and then frozen, the figure draws to the same pixels (checked on the main
     # job's ten figures) for one layout pass less (0.2-0.8 s of a report, bench/README.md).
+    # The layout and the drawing then share the Agg canvas's one renderer, and with it the
+    # text measurements matplotlib caches per renderer (0.07 s of a report, the same pixels).
+    # Given only now: seaborn's heatmap draws a figure whose canvas can draw, to see whether
+    # its tick labels overlap, and ours sets its own.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
     engine = fig.get_layout_engine()
     if engine is not None:
         engine.execute(fig)
