@@ -176,6 +176,8 @@ def run_study(
                 on_start(now.done, spec.target)
             if grid and not now.waiting:
                 enqueue_missing(study, spec, now)  # before any worker asks: no duplicates
+            if now.done < spec.target and finish != "never":  # a closing registers a model:
+                tracker.prepare_model()  # its environment check meanwhile
             if report and now.done < spec.target:  # the closing draws: its imports meanwhile
                 from .report.figures import warm_up
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..store.sqlitestore import check_sqlite_file
 from ..trial import TrialRecord
+from .model import check_environment
 from .probes import StoreUnavailableError, check_database, check_server, describe
 from .store import MlflowStore, SyncResult
 
@@ -253,6 +254,13 @@ class Tracker:
         parent = self._parent()
         if parent is not None:
             self._try("report artifacts", MlflowStore.log_reports, parent, list(files))
+
+    def prepare_model(self) -> None:
+        """In the thread, after what is queued: the environment check a best model's
+        registration starts with (`model.check_environment`), ahead of it. For a sweep that
+        trains: its closing registers a model. (Nothing waits for the job: what it may raise
+        stays in its future.)"""
+        self._pool.submit(check_environment)
 
     def log_best_model(
         self, study_name: str, number: int, save: Callable[[Path], Path | None]

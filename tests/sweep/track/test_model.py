@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 import engine
 from engine.data.idx import IDX_FILES, read_idx
 from sweep.store.home import Home
+from sweep.track import model
 from tests.helpers import run_spec, spec_text, write_idx_dataset
 from tests.servers import free_port, wait_for_health
 
@@ -81,6 +82,13 @@ def test_the_registered_model_predicts_from_raw_pixels_what_the_engine_does(
     assert model.metadata.run_id is None or model.metadata.run_id == run_id
     inputs = model.metadata.get_input_schema().inputs[0]
     assert (inputs.type, inputs.shape) == (np.dtype(np.uint8), (-1, pixels.shape[1]))
+
+
+def test_the_registered_model_requires_what_the_environment_check_checks(
+    home: Home, tracking: None
+) -> None:
+    path = Path(mlflow.pyfunc.get_model_dependencies("models:/clf/latest"))
+    assert path.read_text().split() == model.requirements()
 
 
 def test_each_tested_best_trial_is_a_version_and_its_runs_model(home: Home, folder: Path) -> None:

@@ -3,13 +3,16 @@ written once each, whoever writes them."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Future
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from mlflow import MlflowClient
 
+from sweep.track import model
 from sweep.track.tracker import Tracker
 from sweep.trial import History, Outcome, TrialRecord
 
@@ -60,6 +63,30 @@ def test_the_experiment_id_does_not_wait_behind_the_threads_writes(tmp_path: Pat
     finally:
         release.set()
     assert experiment == MlflowClient(tracking_uri=uri).get_experiment_by_name("busy").experiment_id
+    tracker.close()
+
+
+def test_the_model_check_done_ahead_is_the_registrations_own_and_never_fails_the_tracker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The check MLflow's save_model does: an environment that does not satisfy the model's
+    # requirements is warned about.
+    unmet = ["numpy>=999"]
+    with (
+        mock.patch.object(model, "requirements", return_value=unmet),
+        caplog.at_level(logging.WARNING),
+    ):
+        model.check_environment()
+    assert "numpy>=999" in caplog.text and "mismatches" in caplog.text
+    # Done in the tracker's thread: a check that raises leaves the tracker working.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "check")
+    tracker.start_study("check", {}, "")
+    with mock.patch("sweep.track.tracker.check_environment", side_effect=RuntimeError("moved")):
+        tracker.prepare_model()
+        assert tracker.run_id(tracker.start_trial("check", 0)) is not None
+    tracker.flush()
+    assert tracker.errors == []
     tracker.close()
 
 
