@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .figures import (
-    DPI,
     confusion_figure,
     curves_figure,
     gallery_figure,
@@ -53,6 +52,7 @@ from .figures import (
     path_figure,
     predictions_figure,
     reliability_figure,
+    save_figure,
     templates_figure,
     timing_figure,
 )
@@ -112,22 +112,8 @@ def _tmp(path: Path) -> Path:
 
 
 def _save(fig: Figure, path: Path) -> None:
-    # savefig runs a figure's layout engine in a dry-run draw and again in the real one: laid
-    # out once here and then frozen, the figure draws to the same pixels (checked on the main
-    # job's ten figures) for one layout pass less (0.2-0.8 s of a report, bench/README.md).
-    # The layout and the drawing then share the Agg canvas's one renderer, and with it the
-    # text measurements matplotlib caches per renderer (0.07 s of a report, the same pixels).
-    # Given only now: seaborn's heatmap draws a figure whose canvas can draw, to see whether
-    # its tick labels overlap, and ours sets its own.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    engine = fig.get_layout_engine()
-    if engine is not None:
-        engine.execute(fig)
-        fig.set_layout_engine(None)
     tmp = _tmp(path)
-    fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=DPI)
+    save_figure(fig, tmp, path.suffix.lstrip("."))
     os.replace(tmp, path)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import DPI
+from .base import DPI, save_figure
 from .evaluation import confusion_figure, predictions_figure, reliability_figure
 from .study import (
     curves_figure,
@@ -37,6 +37,7 @@ __all__ = [
     "path_figure",
     "predictions_figure",
     "reliability_figure",
+    "save_figure",
     "templates_figure",
     "timing_figure",
     "warm_up",
